@@ -1,0 +1,107 @@
+//! The seam between the shim and the isolation backends.
+//!
+//! The shim speaks containerd's task API; a backend speaks only these types.
+//! Each backend (native, interpose, microvm) implements [`Backend`], which
+//! creates a [`Container`], whose processes are [`Process`]es. Nothing here
+//! knows about protobuf or ttrpc, so backends can be driven by the shim, by the
+//! command-line runtime, and by tests alike.
+
+mod error;
+mod exit;
+pub mod reaper;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+pub use error::{Error, Result};
+pub use exit::{Exit, ExitCell};
+
+/// Everything a backend needs to create one container.
+#[derive(Debug)]
+pub struct CreateRequest {
+    /// The container id containerd gave the task.
+    pub id: String,
+    /// The OCI bundle directory; `rootfs` inside it is already mounted.
+    pub bundle: PathBuf,
+    /// The bundle's `config.json`, parsed.
+    pub spec: oci_spec::runtime::Spec,
+    /// Where the init process's standard streams go.
+    pub stdio: Stdio,
+}
+
+/// Paths of the FIFOs (or files) containerd opened for a process's stdio.
+///
+/// `None` means the stream is not connected (`/dev/null` for the process).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stdio {
+    /// Read by the process as its standard input.
+    pub stdin: Option<PathBuf>,
+    /// Receives the process's standard output.
+    pub stdout: Option<PathBuf>,
+    /// Receives the process's standard error.
+    pub stderr: Option<PathBuf>,
+    /// Whether the process wants a terminal instead of separate streams.
+    pub terminal: bool,
+}
+
+impl Stdio {
+    /// Builds stdio from containerd's strings, where an empty string means "not connected".
+    pub fn from_paths(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Self {
+        let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        Stdio {
+            stdin: path(stdin),
+            stdout: path(stdout),
+            stderr: path(stderr),
+            terminal,
+        }
+    }
+}
+
+/// One process of a container, the init process or an exec'd one.
+#[async_trait]
+pub trait Process: Send + Sync {
+    /// The process id as the shim's host sees it (the VM's agent id for microVMs).
+    fn pid(&self) -> u32;
+    /// Sends `signal` to the process.
+    async fn kill(&self, signal: u32) -> Result<()>;
+    /// Resolves once the process has exited and its output has been delivered.
+    async fn wait(&self) -> Exit;
+    /// Returns the exit if the process has already exited.
+    fn try_exit(&self) -> Option<Exit>;
+    /// Closes the process's standard input, so it reads end-of-file.
+    async fn close_stdin(&self);
+}
+
+/// A container created by a backend, from `Create` until `Delete`.
+#[async_trait]
+pub trait Container: Send + Sync {
+    /// The container's init process.
+    fn init(&self) -> &dyn Process;
+    /// Releases the init process so the user's program starts running.
+    async fn start(&self) -> Result<()>;
+    /// Starts a new process inside the container, described by an OCI process spec.
+    async fn exec(
+        &self,
+        exec_id: &str,
+        process: oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<Box<dyn Process>>;
+    /// Sends `signal` to every process of the container.
+    async fn kill_all(&self, signal: u32) -> Result<()>;
+    /// The host pids of all the container's processes.
+    async fn pids(&self) -> Result<Vec<u32>>;
+    /// Tears the container down: ends what still runs and removes what the
+    /// backend created for it. Safe to call more than once.
+    async fn destroy(&self) -> Result<()>;
+}
+
+/// An isolation backend: creates containers, and cleans up after a shim that died.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Creates a container whose init process waits for [`Container::start`].
+    async fn create(&self, request: CreateRequest) -> Result<Box<dyn Container>>;
+    /// Removes everything a container of this backend may have left behind when
+    /// its shim was killed: processes, cgroups, and other host state.
+    async fn cleanup(&self, id: &str, bundle: &Path) -> Result<()>;
+}
