@@ -24,6 +24,9 @@ pub struct CreateRequest {
     pub id: String,
     /// The OCI bundle directory; `rootfs` inside it is already mounted.
     pub bundle: PathBuf,
+    /// A private directory for the backend's own files (FIFOs, sockets, disk
+    /// images); it exists and lives until the container is deleted.
+    pub state_dir: PathBuf,
     /// The bundle's `config.json`, parsed.
     pub spec: oci_spec::runtime::Spec,
     /// Where the init process's standard streams go.
@@ -103,5 +106,6 @@ pub trait Backend: Send + Sync {
     async fn create(&self, request: CreateRequest) -> Result<Box<dyn Container>>;
     /// Removes everything a container of this backend may have left behind when
     /// its shim was killed: processes, cgroups, and other host state.
-    async fn cleanup(&self, id: &str, bundle: &Path) -> Result<()>;
+    /// `bundle` and `state_dir` are those the container was created with.
+    async fn cleanup(&self, id: &str, bundle: &Path, state_dir: &Path) -> Result<()>;
 }

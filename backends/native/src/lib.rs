@@ -1,1 +1,188 @@
-//! Placeholder.
+//! The native backend: each container in its own Linux namespaces and
+//! cgroup, on a pivoted root, as runc does it.
+//!
+//! The runtime side (this crate's [`NativeBackend`]) runs inside the shim's
+//! async runtime; the container side runs in a re-executed helper process
+//! ([`init_main`]), so no namespace or mount work ever happens between fork
+//! and exec of a multi-threaded process.
+
+mod channel;
+mod container;
+mod init;
+mod process;
+mod protocol;
+mod spawn;
+mod stdio;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use oci_spec::runtime::Spec;
+use strata_backend::{Backend, Container, CreateRequest, Error, Result};
+use strata_cgroups::{Cgroup, Hierarchy, Version};
+
+use crate::container::{teardown, NativeContainer};
+use crate::process::NativeProcess;
+use crate::protocol::{InitRequest, Request};
+use crate::spawn::run_helper;
+use crate::stdio::StreamCopier;
+
+pub use init::main as init_main;
+
+/// The argument with which a binary that embeds this backend must call
+/// [`init_main`].
+pub const INIT_ARG: &str = "init";
+
+/// The name of the FIFO, in the state directory, on which init waits for start.
+const START_FIFO: &str = "strata-start.fifo";
+
+/// Creates native containers.
+pub struct NativeBackend {
+    hierarchy: Hierarchy,
+    helper: PathBuf,
+}
+
+impl NativeBackend {
+    /// A backend for this host. `helper` is the binary that runs
+    /// [`init_main`] when given [`INIT_ARG`] (usually the running binary).
+    pub fn new(helper: PathBuf) -> Result<NativeBackend> {
+        let hierarchy = Hierarchy::detect().map_err(|e| Error::Process(format!("detecting cgroups: {e}")))?;
+        Ok(NativeBackend { hierarchy, helper })
+    }
+
+    fn cgroup_for(&self, id: &str, spec: &Spec) -> Result<Cgroup> {
+        let path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| format!("/strata/{id}"));
+        Cgroup::new(&self.hierarchy, &path).map_err(|e| Error::InvalidSpec {
+            field: "linux.cgroupsPath".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The cgroup directories a `cgroup` mount shows the container.
+    fn cgroup_mount_dirs(&self, cgroup: &Cgroup) -> Vec<(String, PathBuf)> {
+        match self.hierarchy.version() {
+            Version::V2 => cgroup.paths().into_iter().map(|p| (String::new(), p)).collect(),
+            Version::V1 => {
+                let mut dirs: Vec<(String, PathBuf)> = Vec::new();
+                for controller in self.hierarchy.controllers().unwrap_or_default() {
+                    let (Some(mount), Some(dir)) = (self.hierarchy.mount_point(&controller), cgroup.path_for(&controller))
+                    else {
+                        continue;
+                    };
+                    let Some(name) = mount.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                        continue;
+                    };
+                    if !dirs.iter().any(|(n, _)| *n == name) {
+                        dirs.push((name, dir));
+                    }
+                }
+                dirs
+            }
+        }
+    }
+}
+
+fn read_spec_rootfs(request: &CreateRequest) -> Result<PathBuf> {
+    let root = request.spec.root().as_ref().ok_or_else(|| Error::InvalidSpec {
+        field: "root".into(),
+        reason: "missing".into(),
+    })?;
+    let path = root.path();
+    Ok(if path.is_absolute() {
+        path.clone()
+    } else {
+        request.bundle.join(path)
+    })
+}
+
+#[async_trait]
+impl Backend for NativeBackend {
+    async fn create(&self, request: CreateRequest) -> Result<Box<dyn Container>> {
+        validate::check(&request.spec)?;
+        let rootfs = read_spec_rootfs(&request)?;
+        if !rootfs.is_dir() {
+            return Err(Error::InvalidSpec {
+                field: "root.path".into(),
+                reason: format!("{} is not a directory", rootfs.display()),
+            });
+        }
+        let cgroup = Arc::new(self.cgroup_for(&request.id, &request.spec)?);
+        let start_fifo = request.state_dir.join(START_FIFO);
+        let cleanup = |pid: Option<i32>| {
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                drop(strata_backend::reaper::watch(pid));
+            }
+            if let Err(e) = teardown(&cgroup, &start_fifo) {
+                log::warn!("cleaning up after a failed create: {e}");
+            }
+        };
+        let prepared = (|| {
+            cgroup.create().map_err(|e| Error::Process(format!("creating the cgroup: {e}")))?;
+            if let Some(resources) = request.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+                cgroup.apply(resources).map_err(|e| Error::InvalidSpec {
+                    field: "linux.resources".into(),
+                    reason: e.to_string(),
+                })?;
+            }
+            let _ = std::fs::remove_file(&start_fifo);
+            nix::unistd::mkfifo(&start_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| Error::sys(format!("creating {}", start_fifo.display()), e))?;
+            StreamCopier::open(&request.stdio)
+        })();
+        let (streams, child_stdio) = match prepared {
+            Ok(v) => v,
+            Err(e) => {
+                cleanup(None);
+                return Err(e);
+            }
+        };
+        let init_request = Request::Init(Box::new(InitRequest {
+            spec: request.spec.clone(),
+            bundle: request.bundle.clone(),
+            rootfs,
+            start_fifo: start_fifo.clone(),
+            cgroup_dirs: self.cgroup_mount_dirs(&cgroup),
+        }));
+        let helper = self.helper.clone();
+        let spawned = {
+            let cgroup = cgroup.clone();
+            tokio::task::spawn_blocking(move || run_helper(&helper, &init_request, child_stdio, &cgroup))
+                .await
+                .map_err(|e| Error::Process(format!("create task failed: {e}")))?
+        };
+        match (spawned.result, spawned.pid) {
+            (Ok(()), Some(pid)) => Ok(Box::new(NativeContainer {
+                init: NativeProcess::watch(pid, streams),
+                spec: request.spec,
+                cgroup,
+                start_fifo,
+                helper: self.helper.clone(),
+            })),
+            (result, pid) => {
+                drop(streams);
+                cleanup(pid);
+                Err(result.err().unwrap_or_else(|| Error::Process("create failed".into())))
+            }
+        }
+    }
+
+    async fn cleanup(&self, id: &str, bundle: &Path, state_dir: &Path) -> Result<()> {
+        let spec = Spec::load(bundle.join("config.json")).map_err(|e| Error::InvalidSpec {
+            field: "config.json".into(),
+            reason: e.to_string(),
+        })?;
+        let cgroup = self.cgroup_for(id, &spec)?;
+        let fifo = state_dir.join(START_FIFO);
+        tokio::task::spawn_blocking(move || teardown(&cgroup, &fifo))
+            .await
+            .map_err(|e| Error::Process(format!("cleanup task failed: {e}")))?
+    }
+}

@@ -1,0 +1,157 @@
+//! A native container, from Create to Delete.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use strata_backend::{Container, Error, Process, Result, Stdio};
+use strata_cgroups::Cgroup;
+
+use crate::process::NativeProcess;
+use crate::protocol::{ExecRequest, Request};
+use crate::spawn::run_helper;
+use crate::stdio::StreamCopier;
+
+/// A container whose processes live in namespaces and a cgroup of their own.
+pub(crate) struct NativeContainer {
+    pub(crate) init: NativeProcess,
+    pub(crate) spec: Spec,
+    pub(crate) cgroup: Arc<Cgroup>,
+    pub(crate) start_fifo: PathBuf,
+    pub(crate) helper: PathBuf,
+}
+
+#[async_trait]
+impl Container for NativeContainer {
+    fn init(&self) -> &dyn Process {
+        &self.init
+    }
+
+    async fn start(&self) -> Result<()> {
+        let fifo = self.start_fifo.clone();
+        tokio::task::spawn_blocking(move || release(&fifo))
+            .await
+            .map_err(|e| Error::Process(format!("start task failed: {e}")))?
+    }
+
+    async fn exec(
+        &self,
+        exec_id: &str,
+        process: oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<Box<dyn Process>> {
+        if self.init.try_exit().is_some() {
+            return Err(Error::State(format!("cannot exec {exec_id}: the container is not running")));
+        }
+        let init_pid = self.init.pid();
+        let namespaces = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|ns| (ns.typ(), PathBuf::from(format!("/proc/{init_pid}/ns/{}", ns_file(ns.typ())))))
+            .collect();
+        let request = Request::Exec(Box::new(ExecRequest { process, namespaces }));
+        let (streams, child_stdio) = StreamCopier::open(&stdio)?;
+        let helper = self.helper.clone();
+        let cgroup = self.cgroup.clone();
+        let spawned = tokio::task::spawn_blocking(move || run_helper(&helper, &request, child_stdio, &cgroup))
+            .await
+            .map_err(|e| Error::Process(format!("exec task failed: {e}")))?;
+        match (spawned.result, spawned.pid) {
+            (Ok(()), Some(pid)) => Ok(Box::new(NativeProcess::watch(pid, streams))),
+            (result, pid) => {
+                if let Some(pid) = pid {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    drop(strata_backend::reaper::watch(pid));
+                }
+                Err(result.err().unwrap_or_else(|| Error::Process("exec failed".into())))
+            }
+        }
+    }
+
+    async fn kill_all(&self, signal: u32) -> Result<()> {
+        let signal = Signal::try_from(signal as i32).map_err(|_| Error::InvalidSpec {
+            field: "signal".into(),
+            reason: format!("{signal} is not a signal"),
+        })?;
+        for pid in self.pids().await? {
+            match kill(Pid::from_raw(pid as i32), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(Error::sys(format!("sending {signal} to {pid}"), e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn pids(&self) -> Result<Vec<u32>> {
+        let cgroup = self.cgroup.clone();
+        let pids = tokio::task::spawn_blocking(move || cgroup.procs())
+            .await
+            .map_err(|e| Error::Process(format!("listing pids failed: {e}")))?
+            .map_err(|e| Error::Process(format!("listing the container's processes: {e}")))?;
+        Ok(pids.into_iter().map(|p| p as u32).collect())
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        let cgroup = self.cgroup.clone();
+        let fifo = self.start_fifo.clone();
+        tokio::task::spawn_blocking(move || teardown(&cgroup, &fifo))
+            .await
+            .map_err(|e| Error::Process(format!("teardown task failed: {e}")))?
+    }
+}
+
+/// Kills whatever still runs in the cgroup, removes it and the start FIFO.
+pub(crate) fn teardown(cgroup: &Cgroup, start_fifo: &Path) -> Result<()> {
+    cgroup
+        .kill_all()
+        .map_err(|e| Error::Process(format!("killing the container's processes: {e}")))?;
+    cgroup
+        .destroy()
+        .map_err(|e| Error::Process(format!("removing the container's cgroup: {e}")))?;
+    match std::fs::remove_file(start_fifo) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::path("removing", start_fifo, e)),
+    }
+}
+
+/// Lets the waiting init process exec the user's program.
+fn release(fifo: &Path) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(fifo)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) | Some(libc::ENOENT) => {
+                Error::State("cannot start the container: its init process is not waiting".into())
+            }
+            _ => Error::path("opening the start FIFO", fifo, e),
+        })?;
+    file.write_all(&[0]).map_err(|e| Error::path("writing to the start FIFO", fifo, e))?;
+    drop(file);
+    let _ = std::fs::remove_file(fifo);
+    Ok(())
+}
+
+/// The file name of a namespace under `/proc/<pid>/ns`.
+pub(crate) fn ns_file(kind: LinuxNamespaceType) -> &'static str {
+    match kind {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}

@@ -1,0 +1,187 @@
+//! The init helper: a freshly exec'd, single-threaded copy of the runtime
+//! binary that builds the container and becomes its process.
+//!
+//! The runtime (a multi-threaded tokio process) never does namespace or mount
+//! work between fork and exec; it re-executes itself with the `init` argument
+//! and hands a [`Request`] over the channel on descriptor 3. The helper enters
+//! or creates the namespaces, forks the process that becomes the container's
+//! PID 1 (or exec'd process), reports its pid, and exits. The forked process
+//! sets up the rootfs and credentials, reports ready, and — for a container's
+//! init — waits on the start FIFO before exec'ing the user's program, so that
+//! nothing of the user's runs before Start.
+
+mod in_root;
+mod mount_options;
+mod namespaces;
+mod process;
+mod rootfs;
+
+use std::io::Read;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::{fork, ForkResult};
+
+use crate::channel::Channel;
+use crate::protocol::{ExecRequest, InitRequest, Report, Request, CHANNEL_FD};
+
+/// Why setting up a container process failed; the text reaches the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct InitError(String);
+
+/// Result of init-side steps.
+pub(crate) type Result<T> = std::result::Result<T, InitError>;
+
+impl InitError {
+    fn msg(text: impl Into<String>) -> Self {
+        InitError(text.into())
+    }
+    fn io(context: impl std::fmt::Display, e: std::io::Error) -> Self {
+        InitError(format!("{context}: {e}"))
+    }
+    fn sys(context: impl std::fmt::Display, e: nix::errno::Errno) -> Self {
+        InitError(format!("{context}: {}", e.desc()))
+    }
+    fn context(self, context: impl std::fmt::Display) -> Self {
+        InitError(format!("{context}: {}", self.0))
+    }
+}
+
+/// Runs the init helper. Binaries that embed the native backend call this
+/// when started with the `init` argument.
+pub fn main() -> ! {
+    // SAFETY: the runtime placed the channel's socket at this descriptor
+    // before exec; nothing else in this fresh process owns it.
+    let stream = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+    let mut channel = match Channel::new(stream) {
+        Ok(c) => c,
+        Err(_) => std::process::exit(2),
+    };
+    let failure = match channel.recv::<Request>() {
+        Ok(Some(Request::Init(request))) => create(channel, *request),
+        Ok(Some(Request::Exec(request))) => exec(channel, *request),
+        Ok(None) => std::process::exit(2),
+        Err(e) => (channel, InitError::io("reading the request", e)),
+    };
+    let (mut channel, error) = failure;
+    let _ = channel.send(&Report::Error(error.to_string()));
+    std::process::exit(1)
+}
+
+/// Builds a container; returns only on failure.
+fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
+    if let Err(e) = namespaces::enter(&request.spec) {
+        return (channel, e);
+    }
+    match fork_reporting(&mut channel) {
+        Ok(()) => {}
+        Err(e) => return (channel, e),
+    }
+    // The container's init process from here on.
+    let result = (|| {
+        let spec = &request.spec;
+        rootfs::prepare(spec, &request.rootfs)?;
+        rootfs::mount_all(spec, &request.bundle, &request.rootfs, &request.cgroup_dirs)?;
+        rootfs::create_devices(spec, &request.rootfs)?;
+        let fifo = open_start_fifo(&request.start_fifo)?;
+        rootfs::pivot(&request.rootfs)?;
+        rootfs::restrict(spec)?;
+        namespaces::set_hostname(spec)?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| InitError::msg("the spec has no process"))?;
+        let program = process::prepare(process)?;
+        Ok((fifo, program))
+    })();
+    let (fifo, program) = match result {
+        Ok(v) => v,
+        Err(e) => return (channel, e),
+    };
+    if channel.send(&Report::Ready).is_err() {
+        std::process::exit(1);
+    }
+    drop(channel);
+    if let Err(e) = wait_for_start(fifo) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    let error = program.exec();
+    eprintln!("{error}");
+    std::process::exit(127)
+}
+
+/// Runs a process in a running container; returns only on failure.
+fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
+    if let Err(e) = namespaces::join(&request.namespaces) {
+        return (channel, e);
+    }
+    if let Err(e) = fork_reporting(&mut channel) {
+        return (channel, e);
+    }
+    let program = match process::prepare(&request.process) {
+        Ok(p) => p,
+        Err(e) => return (channel, e),
+    };
+    if channel.send(&Report::Ready).is_err() {
+        std::process::exit(1);
+    }
+    drop(channel);
+    let error = program.exec();
+    eprintln!("{error}");
+    std::process::exit(127)
+}
+
+/// Forks. The parent reports the child's pid and exits; the child returns.
+fn fork_reporting(channel: &mut Channel) -> Result<()> {
+    // SAFETY: this process is single-threaded (a fresh exec of the runtime
+    // that started no threads), so the child may run arbitrary code.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => {
+            let code = match channel.send(&Report::Pid(child.as_raw())) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            std::process::exit(code)
+        }
+        Ok(ForkResult::Child) => Ok(()),
+        Err(e) => Err(InitError::sys("fork", e)),
+    }
+}
+
+/// Opens the start FIFO for reading without blocking; the runtime opens the
+/// other end and writes one byte at Start.
+fn open_start_fifo(path: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| InitError::io(format!("opening {}", path.display()), e))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Blocks until the runtime writes to the start FIFO.
+///
+/// A FIFO that never had a writer does not report hang-up, so poll sleeps
+/// until the first byte arrives.
+fn wait_for_start(fifo: OwnedFd) -> Result<()> {
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(InitError::sys("waiting for start", e)),
+        }
+    }
+    let mut byte = [0u8; 1];
+    let mut file = std::fs::File::from(fifo);
+    match file.read(&mut byte) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(InitError::msg("the start FIFO closed without a start")),
+        Err(e) => Err(InitError::io("reading the start FIFO", e)),
+    }
+}

@@ -1,0 +1,57 @@
+//! What the runtime side and the init helper say to each other.
+//!
+//! The runtime sends one [`Request`]; the helper answers with the host pid of
+//! the process it forked ([`Report::Pid`]) and, from that process, either
+//! [`Report::Ready`] or [`Report::Error`]. Both sides then close the channel.
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use serde::{Deserialize, Serialize};
+
+/// The descriptor number at which the helper finds its channel.
+pub(crate) const CHANNEL_FD: i32 = 3;
+
+/// A job for the init helper.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Build the container and leave its init process waiting for start.
+    Init(Box<InitRequest>),
+    /// Run a new process inside an existing container.
+    Exec(Box<ExecRequest>),
+}
+
+/// Everything needed to build a container's init process.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct InitRequest {
+    /// The container's OCI spec.
+    pub spec: Spec,
+    /// The bundle directory; relative bind-mount sources are taken from it.
+    pub bundle: PathBuf,
+    /// The absolute host path of the container's root filesystem.
+    pub rootfs: PathBuf,
+    /// The FIFO the init process waits on until the container is started.
+    pub start_fifo: PathBuf,
+    /// Host cgroup directories to show under a `cgroup` mount, by controller name.
+    pub cgroup_dirs: Vec<(String, PathBuf)>,
+}
+
+/// Everything needed to run a process inside a running container.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ExecRequest {
+    /// The process to run.
+    pub process: Process,
+    /// The namespaces to join, as `/proc/<init>/ns/*` paths.
+    pub namespaces: Vec<(LinuxNamespaceType, PathBuf)>,
+}
+
+/// What the helper reports back.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Report {
+    /// The host pid of the process that becomes the container's process.
+    Pid(i32),
+    /// Setup succeeded.
+    Ready,
+    /// Setup failed, with a message for the user.
+    Error(String),
+}

@@ -1,0 +1,341 @@
+//! Builds a minimal OCI image (an image-layout tar archive) from the host's
+//! static busybox, so the end-to-end tests need no registry.
+//!
+//! The archive holds `oci-layout`, `index.json` and three blobs under
+//! `blobs/sha256/`: the image config, the manifest and one uncompressed layer.
+//! Every tar entry has a fixed mtime, owner and mode, so the same busybox
+//! binary always yields the same digests.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// Where the static busybox is taken from unless told otherwise.
+pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
+
+/// The image name the tests run unless told otherwise.
+pub const DEFAULT_IMAGE_NAME: &str = "docker.io/library/busybox:latest";
+
+/// The `PATH` baked into the image config.
+pub const IMAGE_PATH_ENV: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Fixed modification time of every entry (2000-01-01T00:00:00Z).
+const MTIME: u64 = 946_684_800;
+
+const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// Contents of `/etc/passwd` inside the image.
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                      nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+
+/// Contents of `/etc/group` inside the image.
+const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
+
+/// What was written by [`build_busybox_image`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// The archive that was written.
+    pub path: PathBuf,
+    /// Full image name recorded in `index.json` (`io.containerd.image.name`).
+    pub name: String,
+    /// Digest of the manifest (`sha256:<hex>`).
+    pub manifest_digest: String,
+    /// Digest of the image config (`sha256:<hex>`), i.e. the image ID.
+    pub config_digest: String,
+    /// Digest of the single layer, equal to its diff ID (`sha256:<hex>`).
+    pub layer_digest: String,
+}
+
+/// Options for [`build_busybox_image`].
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// Static busybox binary to put in the image as `/bin/busybox`.
+    pub busybox: PathBuf,
+    /// Full image name, e.g. `docker.io/library/busybox:latest`.
+    pub name: String,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        Self {
+            busybox: PathBuf::from(DEFAULT_BUSYBOX),
+            name: DEFAULT_IMAGE_NAME.to_owned(),
+        }
+    }
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(data)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The tag of an image name (`latest` for `docker.io/library/busybox:latest`).
+///
+/// A name without a tag (or with only a digest) is tagged `latest`.
+pub fn tag_of(name: &str) -> &str {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let last = last.split('@').next().unwrap_or(last);
+    match last.rsplit_once(':') {
+        Some((_, tag)) if !tag.is_empty() => tag,
+        _ => "latest",
+    }
+}
+
+/// OCI architecture name of the host.
+pub fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Applet names printed by `busybox --list`, sorted and deduplicated.
+pub fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
+    let out = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .with_context(|| format!("running {} --list", busybox.display()))?;
+    ensure!(
+        out.status.success(),
+        "{} --list failed: {}",
+        busybox.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut applets: Vec<String> = String::from_utf8(out.stdout)
+        .context("busybox --list printed non-UTF-8")?
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox" && !a.contains('/'))
+        .map(str::to_owned)
+        .collect();
+    applets.sort();
+    applets.dedup();
+    ensure!(
+        applets.iter().any(|a| a == "sh"),
+        "{} has no sh applet",
+        busybox.display()
+    );
+    Ok(applets)
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(MTIME);
+    h.set_uid(0);
+    h.set_gid(0);
+    // Owner names are left empty on purpose: only numeric IDs matter.
+    h
+}
+
+fn add_dir<W: Write>(b: &mut tar::Builder<W>, path: &str, mode: u32) -> Result<()> {
+    let mut h = header(tar::EntryType::Directory, mode, 0);
+    b.append_data(&mut h, path, std::io::empty())
+        .with_context(|| format!("adding directory {path}"))
+}
+
+fn add_file<W: Write>(b: &mut tar::Builder<W>, path: &str, mode: u32, data: &[u8]) -> Result<()> {
+    let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
+    b.append_data(&mut h, path, data)
+        .with_context(|| format!("adding file {path}"))
+}
+
+fn add_symlink<W: Write>(b: &mut tar::Builder<W>, path: &str, target: &str) -> Result<()> {
+    let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+    b.append_link(&mut h, path, target)
+        .with_context(|| format!("adding symlink {path}"))
+}
+
+/// The uncompressed layer tar: busybox, its applet links, `/etc` files and
+/// the empty directories a container expects.
+pub fn build_layer(busybox: &Path) -> Result<Vec<u8>> {
+    let bin = std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
+    let applets = busybox_applets(busybox)?;
+    let mut b = tar::Builder::new(Vec::new());
+    b.mode(tar::HeaderMode::Deterministic);
+    for (dir, mode) in [
+        ("bin/", 0o755),
+        ("dev/", 0o755),
+        ("etc/", 0o755),
+        ("proc/", 0o555),
+        ("root/", 0o700),
+        ("run/", 0o755),
+        ("sys/", 0o555),
+        ("tmp/", 0o1777),
+        ("var/", 0o755),
+    ] {
+        add_dir(&mut b, dir, mode)?;
+    }
+    add_file(&mut b, "bin/busybox", 0o755, &bin)?;
+    for applet in &applets {
+        add_symlink(&mut b, &format!("bin/{applet}"), "busybox")?;
+    }
+    add_file(&mut b, "etc/passwd", 0o644, PASSWD.as_bytes())?;
+    add_file(&mut b, "etc/group", 0o644, GROUP.as_bytes())?;
+    b.into_inner().context("finishing the layer tar")
+}
+
+/// Writes an OCI image-layout tar of a busybox image to `out`.
+///
+/// The archive is deterministic: the same busybox and name give the same
+/// bytes. `index.json` names the image with both `io.containerd.image.name`
+/// (the full name) and `org.opencontainers.image.ref.name` (the tag).
+pub fn build_busybox_image(out: &Path, opts: &ImageOptions) -> Result<BuiltImage> {
+    if opts.name.is_empty() {
+        bail!("image name must not be empty");
+    }
+    let layer = build_layer(&opts.busybox)?;
+    let layer_digest = sha256_digest(&layer);
+
+    let config = json!({
+        "created": "2000-01-01T00:00:00Z",
+        "architecture": oci_arch(),
+        "os": "linux",
+        "config": {
+            "Env": [IMAGE_PATH_ENV],
+            "Cmd": ["sh"],
+            "WorkingDir": "/",
+        },
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [layer_digest],
+        },
+        "history": [{
+            "created": "2000-01-01T00:00:00Z",
+            "created_by": "strata-e2e build-busybox-image",
+        }],
+    });
+    let config = serde_json::to_vec(&config)?;
+    let config_digest = sha256_digest(&config);
+
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {
+            "mediaType": MEDIA_CONFIG,
+            "digest": config_digest,
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": MEDIA_LAYER,
+            "digest": layer_digest,
+            "size": layer.len(),
+        }],
+    });
+    let manifest = serde_json::to_vec(&manifest)?;
+    let manifest_digest = sha256_digest(&manifest);
+
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_INDEX,
+        "manifests": [{
+            "mediaType": MEDIA_MANIFEST,
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "platform": { "architecture": oci_arch(), "os": "linux" },
+            "annotations": {
+                "io.containerd.image.name": opts.name,
+                "org.opencontainers.image.ref.name": tag_of(&opts.name),
+            },
+        }],
+    });
+    let index = serde_json::to_vec(&index)?;
+    let layout = serde_json::to_vec(&json!({ "imageLayoutVersion": "1.0.0" }))?;
+
+    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut b = tar::Builder::new(BufWriter::new(file));
+    b.mode(tar::HeaderMode::Deterministic);
+    add_file(&mut b, "oci-layout", 0o644, &layout)?;
+    add_file(&mut b, "index.json", 0o644, &index)?;
+    add_dir(&mut b, "blobs/", 0o755)?;
+    add_dir(&mut b, "blobs/sha256/", 0o755)?;
+    for (digest, data) in [
+        (&config_digest, &config),
+        (&manifest_digest, &manifest),
+        (&layer_digest, &layer),
+    ] {
+        let hex = digest.trim_start_matches("sha256:");
+        add_file(&mut b, &format!("blobs/sha256/{hex}"), 0o644, data)?;
+    }
+    b.into_inner()
+        .context("finishing the image tar")?
+        .flush()
+        .with_context(|| format!("writing {}", out.display()))?;
+
+    Ok(BuiltImage {
+        path: out.to_path_buf(),
+        name: opts.name.clone(),
+        manifest_digest,
+        config_digest,
+        layer_digest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        assert_eq!(tag_of("docker.io/library/busybox:latest"), "latest");
+        assert_eq!(tag_of("localhost:5000/busybox:1.36"), "1.36");
+        assert_eq!(tag_of("localhost:5000/busybox"), "latest");
+        assert_eq!(tag_of("busybox"), "latest");
+    }
+
+    #[test]
+    fn image_is_deterministic_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.tar");
+        let b = dir.path().join("b.tar");
+        let opts = ImageOptions::default();
+        let ia = build_busybox_image(&a, &opts).unwrap();
+        let ib = build_busybox_image(&b, &opts).unwrap();
+        assert_eq!(ia.manifest_digest, ib.manifest_digest);
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+
+        let layer = build_layer(Path::new(DEFAULT_BUSYBOX)).unwrap();
+        assert_eq!(sha256_digest(&layer), ia.layer_digest);
+        let mut names = Vec::new();
+        let mut ar = tar::Archive::new(layer.as_slice());
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            names.push(e.path().unwrap().display().to_string());
+        }
+        for want in [
+            "bin/busybox",
+            "bin/sh",
+            "bin/cat",
+            "etc/passwd",
+            "etc/group",
+            "proc/",
+            "tmp/",
+        ] {
+            assert!(names.iter().any(|n| n == want), "layer lacks {want}");
+        }
+    }
+}
