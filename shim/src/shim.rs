@@ -54,6 +54,10 @@ impl Shim for StrataShim {
         let _ = std::io::stdin().read_to_end(&mut options);
         let address = socket_address(&opts.address, &opts.namespace, &opts.id);
         let mut command = Command::new(SELF_EXE);
+        if let Some(name) = std::env::args_os().next() {
+            // Keep the name containerd used, so the server is recognisable in ps.
+            command.arg0(name);
+        }
         command
             .args(["-namespace", &opts.namespace, "-id", &opts.id, "-address", &opts.address])
             .args(["-socket", &address])

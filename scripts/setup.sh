@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building and testing Strata needs on Debian 12, when missing.
+# Idempotent: packages already present are not reinstalled.
+set -euo pipefail
+
+packages=(
+    containerd        # the container manager the shim plugs into
+    runc              # the reference runtime the tests and benchmarks compare with
+    busybox-static    # the userland of the test and demo images
+    protobuf-compiler # protoc, for crates that compile .proto files
+    pkg-config
+    libseccomp-dev
+    iproute2
+    util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "strata setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    for dir in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+        [ -x "$dir/cargo" ] && export PATH="$dir:$PATH"
+    done
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "strata setup: no Rust toolchain found (cargo); install Rust 1.85 or newer first" >&2
+    exit 1
+fi
