@@ -141,6 +141,47 @@ pub fn shim_socket_path(address: &Path, namespace: &str, id: &str) -> PathBuf {
     Path::new(SHIM_SOCKET_DIR).join(hex)
 }
 
+/// Warns (on stderr, shown for failing tests) when a source file of the
+/// workspace's shim or backends is newer than the shim binary: the tests
+/// would run an old build.
+fn warn_if_stale(shim: &Path) {
+    fn newest(dir: &Path, best: &mut Option<(std::time::SystemTime, PathBuf)>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                newest(&p, best);
+            } else if p.extension().is_some_and(|x| x == "rs" || x == "toml") {
+                if let Ok(m) = meta.modified() {
+                    if best.as_ref().is_none_or(|(t, _)| m > *t) {
+                        *best = Some((m, p));
+                    }
+                }
+            }
+        }
+    }
+    let Ok(built) = fs::metadata(shim).and_then(|m| m.modified()) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut best = None;
+    for d in ["shim", "backends", "config"] {
+        newest(&root.join(d), &mut best);
+    }
+    if let Some((t, p)) = best {
+        if t > built {
+            eprintln!(
+                "warning: {} is newer than {}; rebuild it with `cargo build -p strata-shim`",
+                p.display(),
+                shim.display()
+            );
+        }
+    }
+}
+
 /// Makes the kernel SIGKILL the process when the thread that spawned it
 /// exits, so containerd never outlives a test process that died. (So a
 /// fixture must not outlive the thread that started it.)
@@ -190,6 +231,9 @@ impl Containerd {
                  (`cargo build -p strata-shim`) or point STRATA_SHIM at it",
                 shim.display()
             );
+        }
+        if opts.require_shim {
+            warn_if_stale(&shim);
         }
         let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let namespace = format!("e2e-{}-{n}", std::process::id());

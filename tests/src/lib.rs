@@ -21,6 +21,10 @@
 //! cargo test -p strata-e2e -- --test-threads=2
 //! ```
 //!
+//! (`cargo test --no-fail-fast ...` goes on to the other test files after a
+//! failing one.) Each test runs its own containerd, so tests run in
+//! parallel; the whole suite takes well under a minute here.
+//!
 //! Only the runc variants: `cargo test -p strata-e2e -- runc`; only Strata:
 //! `-- strata`. `STRATA_SHIM=/path/to/containerd-shim-strata-v2` overrides
 //! where the shim is taken from. A failing test prints the tail of its

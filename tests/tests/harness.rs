@@ -29,12 +29,21 @@ fn leftover_checker_sees_running_container(c: &Containerd) {
         left.contains("sleep 1000"),
         "checker missed the container process:\n{left}"
     );
-    if c.runtime() == strata_e2e::RUNC {
-        assert!(
-            left.contains("shim socket: "),
-            "checker missed the shim socket:\n{left}"
-        );
-    }
+    // The runtime under test really is the one serving the container.
+    let shim = if c.runtime() == strata_e2e::RUNC {
+        "containerd-shim-runc-v2"
+    } else {
+        strata_e2e::containerd::SHIM_NAME
+    };
+    assert!(
+        left.lines()
+            .any(|l| l.starts_with("process: ") && l.contains(shim)),
+        "no {shim} process among:\n{left}"
+    );
+    assert!(
+        left.contains("shim socket: "),
+        "checker missed the shim socket:\n{left}"
+    );
     c.remove("lingering").unwrap();
     c.assert_no_leftovers(&before);
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::v1::{cpu, memory, pids};
@@ -63,13 +63,25 @@ impl Scratch {
         pid
     }
 
-    /// Reaps every child started, asserting SIGKILL ended it.
+    /// Reaps every child started, asserting SIGKILL ended it (soon: a
+    /// child left running fails the test rather than stalling it).
     fn reap_killed(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
         for child in self.children.drain(..) {
             let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
-            match waitpid(pid, None).unwrap() {
-                WaitStatus::Signaled(_, Signal::SIGKILL, _) => {}
-                other => panic!("{pid} ended with {other:?}, not SIGKILL"),
+            loop {
+                match waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap() {
+                    WaitStatus::StillAlive if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    WaitStatus::Signaled(_, Signal::SIGKILL, _) => break,
+                    other => {
+                        // Leave nothing running behind the failure.
+                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                        let _ = waitpid(pid, None);
+                        panic!("{pid} ended with {other:?}, not SIGKILL");
+                    }
+                }
             }
         }
     }
@@ -195,8 +207,9 @@ fn lifecycle_limits_processes_kill_destroy() {
     }
 
     s.cg.kill_all().unwrap();
-    s.reap_killed();
+    // The kernel lists no exited process, reaped or not.
     assert!(s.cg.procs().unwrap().is_empty());
+    s.reap_killed();
 
     s.cg.destroy().unwrap();
     assert_gone(&h, &s.cg);
@@ -216,6 +229,7 @@ fn kill_all_outpaces_a_forking_process() {
         std::thread::sleep(Duration::from_millis(5));
     }
     s.cg.kill_all().unwrap();
+    assert!(s.cg.procs().unwrap().is_empty());
     s.reap_killed();
     s.cg.destroy().unwrap();
     assert_gone(&h, &s.cg);
@@ -346,6 +360,7 @@ fn v2_kill_and_freeze_on_the_unified_mount() {
         started.sort_unstable();
         assert_eq!(s.cg.procs().unwrap(), started);
         s.cg.kill_all_with(use_kill_file).unwrap();
+        assert!(s.cg.procs().unwrap().is_empty());
         s.reap_killed();
         assert_eq!(read(dir.join("cgroup.freeze")), "0", "left frozen");
         s.cg.destroy().unwrap();
