@@ -19,6 +19,18 @@ pub const BINARY_CLASS_ENV: &str = "STRATA_SHIM_CLASS";
 /// for the cleanup after a shim was killed.
 const BACKEND_MARKER: &str = "strata-backend";
 
+/// Where the task logic gets its backends from.
+pub trait Backends: Send + Sync {
+    /// Chooses the backend for a container from its spec and runtime options.
+    fn select(
+        &self,
+        spec: &Spec,
+        options: Option<&RuntimeOptions>,
+    ) -> Result<(BackendKind, Arc<dyn Backend>)>;
+    /// The backend instance for `kind`.
+    fn backend(&self, kind: BackendKind) -> Result<Arc<dyn Backend>>;
+}
+
 /// Resolves classes to backends and owns the backend instances.
 pub struct BackendSelector {
     binary_class: Option<String>,
@@ -39,10 +51,37 @@ impl BackendSelector {
         }
     }
 
-    /// Chooses the backend for a container: loads the configuration named by
-    /// the runtime options (or the defaults), and resolves the class from the
-    /// spec's annotation, the binary name, or the default class.
-    pub fn select(&self, spec: &Spec, options: Option<&RuntimeOptions>) -> Result<(BackendKind, Arc<dyn Backend>)> {
+    /// Records in the bundle which backend created its container.
+    pub fn mark(bundle: &Path, kind: BackendKind) -> Result<()> {
+        std::fs::write(bundle.join(BACKEND_MARKER), kind.as_str()).map_err(|e| {
+            TaskError::Internal(format!(
+                "writing {}: {e}",
+                bundle.join(BACKEND_MARKER).display()
+            ))
+        })
+    }
+
+    /// The backend recorded in `bundle`, if a container was created there.
+    pub fn marked(bundle: &Path) -> Option<BackendKind> {
+        let text = std::fs::read_to_string(bundle.join(BACKEND_MARKER)).ok()?;
+        BackendKind::from_name(text.trim())
+    }
+
+    /// Forgets the record.
+    pub fn unmark(bundle: &Path) {
+        let _ = std::fs::remove_file(bundle.join(BACKEND_MARKER));
+    }
+}
+
+impl Backends for BackendSelector {
+    /// Loads the configuration named by the runtime options (or the
+    /// defaults), and resolves the class from the spec's annotation, the
+    /// binary name, or the default class.
+    fn select(
+        &self,
+        spec: &Spec,
+        options: Option<&RuntimeOptions>,
+    ) -> Result<(BackendKind, Arc<dyn Backend>)> {
         let config = self.loader.load(options)?;
         let annotation = spec
             .annotations()
@@ -60,14 +99,14 @@ impl BackendSelector {
         Ok((kind, self.backend(kind)?))
     }
 
-    /// The backend instance for `kind`.
-    pub fn backend(&self, kind: BackendKind) -> Result<Arc<dyn Backend>> {
+    fn backend(&self, kind: BackendKind) -> Result<Arc<dyn Backend>> {
         match kind {
             BackendKind::Native => {
                 if let Some(native) = self.native.get() {
                     return Ok(native.clone());
                 }
-                let native = Arc::new(NativeBackend::new(self.helper.clone()).map_err(TaskError::from)?);
+                let native =
+                    Arc::new(NativeBackend::new(self.helper.clone()).map_err(TaskError::from)?);
                 Ok(self.native.get_or_init(|| native).clone())
             }
             other => Err(TaskError::InvalidArgument(format!(
@@ -75,23 +114,6 @@ impl BackendSelector {
                 other.as_str()
             ))),
         }
-    }
-
-    /// Records in the bundle which backend created its container.
-    pub fn mark(bundle: &Path, kind: BackendKind) -> Result<()> {
-        std::fs::write(bundle.join(BACKEND_MARKER), kind.as_str())
-            .map_err(|e| TaskError::Internal(format!("writing {}: {e}", bundle.join(BACKEND_MARKER).display())))
-    }
-
-    /// The backend recorded in `bundle`, if a container was created there.
-    pub fn marked(bundle: &Path) -> Option<BackendKind> {
-        let text = std::fs::read_to_string(bundle.join(BACKEND_MARKER)).ok()?;
-        BackendKind::from_name(text.trim())
-    }
-
-    /// Forgets the record.
-    pub fn unmark(bundle: &Path) {
-        let _ = std::fs::remove_file(bundle.join(BACKEND_MARKER));
     }
 }
 

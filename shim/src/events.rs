@@ -246,9 +246,22 @@ mod tests {
     async fn events_are_published_in_the_order_they_were_sent() {
         let recorder = Recorder::default();
         let sender = EventSender::start(recorder.clone());
-        sender.send(Event::ExecAdded { id: "c".into(), exec_id: "e".into() });
-        sender.send(Event::Exit { id: "c".into(), process_id: "e".into(), pid: 2, exit: Exit::now(0) });
-        sender.send(Event::Exit { id: "c".into(), process_id: "c".into(), pid: 1, exit: Exit::now(0) });
+        sender.send(Event::ExecAdded {
+            id: "c".into(),
+            exec_id: "e".into(),
+        });
+        sender.send(Event::Exit {
+            id: "c".into(),
+            process_id: "e".into(),
+            pid: 2,
+            exit: Exit::now(0),
+        });
+        sender.send(Event::Exit {
+            id: "c".into(),
+            process_id: "c".into(),
+            pid: 1,
+            exit: Exit::now(0),
+        });
         for _ in 0..100 {
             if recorder.0.lock().unwrap().len() == 3 {
                 break;
@@ -257,7 +270,11 @@ mod tests {
         }
         assert_eq!(
             *recorder.0.lock().unwrap(),
-            vec![topics::TASK_EXEC_ADDED_EVENT_TOPIC, topics::TASK_EXIT_EVENT_TOPIC, topics::TASK_EXIT_EVENT_TOPIC]
+            vec![
+                topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+                topics::TASK_EXIT_EVENT_TOPIC,
+                topics::TASK_EXIT_EVENT_TOPIC
+            ]
         );
     }
 }

@@ -16,10 +16,16 @@ mod tasks;
 const RUNTIME_ID: &str = "io.containerd.strata.v2";
 
 fn main() {
-    if std::env::args_os().nth(1).is_some_and(|a| a == strata_native::INIT_ARG) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == strata_native::INIT_ARG)
+    {
         strata_native::init_main();
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{RUNTIME_ID}: starting the async runtime: {e}");
@@ -31,5 +37,8 @@ fn main() {
         no_reaper: true,
         ..Default::default()
     };
-    runtime.block_on(containerd_shim::asynchronous::run::<shim::StrataShim>(RUNTIME_ID, Some(config)));
+    runtime.block_on(containerd_shim::asynchronous::run::<shim::StrataShim>(
+        RUNTIME_ID,
+        Some(config),
+    ));
 }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim::api::{
-    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse, ResizePtyRequest,
-    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
-    UpdateTaskRequest, WaitRequest, WaitResponse,
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest,
+    PidsResponse, ResizePtyRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest,
+    StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::shim::shim::{CheckpointTaskRequest, PauseRequest, ResumeRequest};
 use containerd_shim::protos::types::task::{ProcessInfo, Status as ProtoStatus};
@@ -47,7 +47,11 @@ fn unimplemented<T>(rpc: &'static str) -> TtrpcResult<T> {
 
 #[async_trait]
 impl Task for TaskService {
-    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
         if !req.checkpoint.is_empty() {
             return unimplemented("restoring from a checkpoint");
         }
@@ -82,7 +86,11 @@ impl Task for TaskService {
 
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
         let (bundle, state) = self.tasks.state(&req.id, exec_id(&req.exec_id))?;
-        let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let path = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
         let status = match state.status {
             Status::Created => ProtoStatus::CREATED,
             Status::Running => ProtoStatus::RUNNING,
@@ -148,12 +156,13 @@ impl Task for TaskService {
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
-        let spec = req
-            .spec
-            .as_ref()
-            .ok_or_else(|| TaskError::InvalidArgument(format!("exec {}: no process spec", req.exec_id)))?;
-        let process: oci_spec::runtime::Process = serde_json::from_slice(&spec.value)
-            .map_err(|e| TaskError::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id)))?;
+        let spec = req.spec.as_ref().ok_or_else(|| {
+            TaskError::InvalidArgument(format!("exec {}: no process spec", req.exec_id))
+        })?;
+        let process: oci_spec::runtime::Process =
+            serde_json::from_slice(&spec.value).map_err(|e| {
+                TaskError::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id))
+            })?;
         let stdio = Stdio::from_paths(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         self.tasks.exec(&req.id, &req.exec_id, process, stdio)?;
         Ok(Empty::new())
@@ -161,12 +170,18 @@ impl Task for TaskService {
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
         if req.stdin {
-            self.tasks.close_stdin(&req.id, exec_id(&req.exec_id)).await?;
+            self.tasks
+                .close_stdin(&req.id, exec_id(&req.exec_id))
+                .await?;
         }
         Ok(Empty::new())
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> TtrpcResult<ConnectResponse> {
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid: self.tasks.init_pid(&req.id).unwrap_or(0),
@@ -190,7 +205,11 @@ impl Task for TaskService {
         unimplemented("Resume")
     }
 
-    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: CheckpointTaskRequest,
+    ) -> TtrpcResult<Empty> {
         unimplemented("Checkpoint")
     }
 

@@ -59,7 +59,14 @@ impl Shim for StrataShim {
             command.arg0(name);
         }
         command
-            .args(["-namespace", &opts.namespace, "-id", &opts.id, "-address", &opts.address])
+            .args([
+                "-namespace",
+                &opts.namespace,
+                "-id",
+                &opts.id,
+                "-address",
+                &opts.address,
+            ])
             .args(["-socket", &address])
             .env(BINARY_CLASS_ENV, binary_class().unwrap_or_default())
             .stdin(Stdio::null())
@@ -106,9 +113,10 @@ impl Shim for StrataShim {
         if let Err(e) = strata_backend::reaper::start() {
             log::error!("starting the child reaper: {e}");
         }
-        let events = EventSender::start(ContainerdForwarder::new(publisher, self.namespace.clone()));
+        let events =
+            EventSender::start(ContainerdForwarder::new(publisher, self.namespace.clone()));
         let selector = BackendSelector::new(binary_class(), PathBuf::from(SELF_EXE));
-        let tasks = Arc::new(Tasks::new(events, selector));
+        let tasks = Arc::new(Tasks::new(events, Box::new(selector)));
         TaskService::new(tasks, self.exit.clone())
     }
 }

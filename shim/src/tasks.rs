@@ -14,7 +14,7 @@ use oci_spec::runtime::Spec;
 use strata_backend::{Container, CreateRequest, Exit, ExitCell, Process, Stdio};
 use strata_config::RuntimeOptions;
 
-use crate::class::BackendSelector;
+use crate::class::{BackendSelector, Backends};
 use crate::error::{Result, TaskError};
 use crate::events::{Event, EventSender};
 use crate::rootfs::{self, RootfsMount};
@@ -126,16 +126,16 @@ impl Task {
 pub struct Tasks {
     tasks: Mutex<HashMap<String, Arc<Task>>>,
     events: EventSender,
-    selector: BackendSelector,
+    backends: Box<dyn Backends>,
 }
 
 impl Tasks {
-    /// An empty set that reports through `events` and picks backends with `selector`.
-    pub fn new(events: EventSender, selector: BackendSelector) -> Self {
+    /// An empty set that reports through `events` and gets its backends from `backends`.
+    pub fn new(events: EventSender, backends: Box<dyn Backends>) -> Self {
         Tasks {
             tasks: Mutex::new(HashMap::new()),
             events,
-            selector,
+            backends,
         }
     }
 
@@ -156,12 +156,16 @@ impl Tasks {
     /// Creates a container whose init waits for start; returns the init's pid.
     pub async fn create(&self, request: CreateTask) -> Result<u32> {
         if self.tasks.lock().unwrap().contains_key(&request.id) {
-            return Err(TaskError::AlreadyExists(format!("container {}", request.id)));
+            return Err(TaskError::AlreadyExists(format!(
+                "container {}",
+                request.id
+            )));
         }
         let config = request.bundle.join("config.json");
-        let spec = Spec::load(&config)
-            .map_err(|e| TaskError::InvalidArgument(format!("reading {}: {e}", config.display())))?;
-        let (kind, backend) = self.selector.select(&spec, request.options.as_ref())?;
+        let spec = Spec::load(&config).map_err(|e| {
+            TaskError::InvalidArgument(format!("reading {}: {e}", config.display()))
+        })?;
+        let (kind, backend) = self.backends.select(&spec, request.options.as_ref())?;
         rootfs::mount(&request.bundle, &request.rootfs).await?;
         let created = async {
             BackendSelector::mark(&request.bundle, kind)?;
@@ -197,7 +201,10 @@ impl Tasks {
             exit: ExitCell::default(),
             execs: Mutex::new(HashMap::new()),
         });
-        self.tasks.lock().unwrap().insert(request.id.clone(), task.clone());
+        self.tasks
+            .lock()
+            .unwrap()
+            .insert(request.id.clone(), task.clone());
         self.events.send(Event::Create {
             id: request.id,
             bundle: request.bundle.display().to_string(),
@@ -284,10 +291,18 @@ impl Tasks {
     }
 
     /// Registers an exec'd process, to be started later.
-    pub fn exec(&self, id: &str, exec_id: &str, spec: oci_spec::runtime::Process, stdio: Stdio) -> Result<()> {
+    pub fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        spec: oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<()> {
         let task = self.task(id)?;
         if task.status() == Status::Stopped {
-            return Err(TaskError::FailedPrecondition(format!("container {id} is not running")));
+            return Err(TaskError::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
         }
         {
             let mut execs = task.execs.lock().unwrap();
@@ -312,7 +327,13 @@ impl Tasks {
     }
 
     /// Sends a signal to the init, an exec'd process, or (`all`) every process.
-    pub async fn kill(&self, id: &str, exec_id: Option<&str>, signal: u32, all: bool) -> Result<()> {
+    pub async fn kill(
+        &self,
+        id: &str,
+        exec_id: Option<&str>,
+        signal: u32,
+        all: bool,
+    ) -> Result<()> {
         let task = self.task(id)?;
         if let Some(exec_id) = exec_id {
             let entry = task.exec(exec_id)?;
@@ -323,7 +344,9 @@ impl Tasks {
             return Ok(process.kill(signal).await?);
         }
         if task.status() == Status::Stopped {
-            return Err(TaskError::NotFound(format!("container {id}: process already finished")));
+            return Err(TaskError::NotFound(format!(
+                "container {id}: process already finished"
+            )));
         }
         if all {
             task.container.kill_all(signal).await?;
@@ -400,7 +423,10 @@ impl Tasks {
                 )));
             }
             task.execs.lock().unwrap().remove(exec_id);
-            return Ok((entry.pid(), entry.exit.get().unwrap_or_else(|| Exit::now(0))));
+            return Ok((
+                entry.pid(),
+                entry.exit.get().unwrap_or_else(|| Exit::now(0)),
+            ));
         }
         if task.status() == Status::Running {
             return Err(TaskError::FailedPrecondition(format!(
@@ -426,13 +452,380 @@ impl Tasks {
     }
 
     /// Cleans up after a shim that died: the backend's leftovers and the rootfs.
-    pub async fn cleanup(selector: &BackendSelector, id: &str, bundle: &std::path::Path) -> Result<()> {
+    pub async fn cleanup(
+        backends: &dyn Backends,
+        id: &str,
+        bundle: &std::path::Path,
+    ) -> Result<()> {
         if let Some(kind) = BackendSelector::marked(bundle) {
-            let backend = selector.backend(kind)?;
+            let backend = backends.backend(kind)?;
             backend.cleanup(id, bundle, bundle).await?;
         }
         rootfs::unmount(bundle).await;
         BackendSelector::unmark(bundle);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state rules, against a fake backend. The real backends are driven
+    //! through the same calls by the end-to-end tests.
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use strata_backend::{Backend, Error as BackendError};
+    use strata_config::BackendKind;
+
+    use super::*;
+    use crate::events::testing::Recorder;
+
+    /// A process that exits when told to.
+    #[derive(Default)]
+    struct FakeProcess {
+        pid: u32,
+        exit: ExitCell,
+        signals: Mutex<Vec<u32>>,
+    }
+
+    #[async_trait]
+    impl Process for FakeProcess {
+        fn pid(&self) -> u32 {
+            self.pid
+        }
+        async fn kill(&self, signal: u32) -> strata_backend::Result<()> {
+            self.signals.lock().unwrap().push(signal);
+            if signal == 9 {
+                self.exit.set(Exit::now(137));
+            }
+            Ok(())
+        }
+        async fn wait(&self) -> Exit {
+            self.exit.wait().await
+        }
+        fn try_exit(&self) -> Option<Exit> {
+            self.exit.get()
+        }
+        async fn close_stdin(&self) {}
+    }
+
+    struct FakeContainer {
+        init: Arc<FakeProcess>,
+        execs: Arc<Mutex<Vec<Arc<FakeProcess>>>>,
+        next_pid: AtomicU32,
+    }
+
+    /// Lets a process of the fake be shared between the container and the test.
+    struct Shared(Arc<FakeProcess>);
+
+    #[async_trait]
+    impl Process for Shared {
+        fn pid(&self) -> u32 {
+            self.0.pid()
+        }
+        async fn kill(&self, signal: u32) -> strata_backend::Result<()> {
+            self.0.kill(signal).await
+        }
+        async fn wait(&self) -> Exit {
+            self.0.wait().await
+        }
+        fn try_exit(&self) -> Option<Exit> {
+            self.0.try_exit()
+        }
+        async fn close_stdin(&self) {}
+    }
+
+    #[async_trait]
+    impl Container for FakeContainer {
+        fn init(&self) -> &dyn Process {
+            self.init.as_ref()
+        }
+        async fn start(&self) -> strata_backend::Result<()> {
+            Ok(())
+        }
+        async fn exec(
+            &self,
+            _exec_id: &str,
+            _process: oci_spec::runtime::Process,
+            _stdio: Stdio,
+        ) -> strata_backend::Result<Box<dyn Process>> {
+            let process = Arc::new(FakeProcess {
+                pid: self.next_pid.fetch_add(1, Ordering::SeqCst),
+                ..Default::default()
+            });
+            self.execs.lock().unwrap().push(process.clone());
+            Ok(Box::new(Shared(process)))
+        }
+        async fn kill_all(&self, signal: u32) -> strata_backend::Result<()> {
+            self.init.kill(signal).await
+        }
+        async fn pids(&self) -> strata_backend::Result<Vec<u32>> {
+            Ok(vec![self.init.pid])
+        }
+        async fn destroy(&self) -> strata_backend::Result<()> {
+            self.init.exit.set(Exit::now(137));
+            Ok(())
+        }
+    }
+
+    /// Hands out one prepared container.
+    struct FakeBackend {
+        init: Arc<FakeProcess>,
+        execs: Arc<Mutex<Vec<Arc<FakeProcess>>>>,
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl Backend for FakeBackend {
+        async fn create(
+            &self,
+            _request: CreateRequest,
+        ) -> strata_backend::Result<Box<dyn Container>> {
+            if self.fail {
+                return Err(BackendError::Process(
+                    "exec: \"nope\": executable file not found in $PATH".into(),
+                ));
+            }
+            Ok(Box::new(FakeContainer {
+                init: self.init.clone(),
+                execs: self.execs.clone(),
+                next_pid: AtomicU32::new(200),
+            }))
+        }
+        async fn cleanup(
+            &self,
+            _id: &str,
+            _bundle: &std::path::Path,
+            _state: &std::path::Path,
+        ) -> strata_backend::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct FakeBackends(Arc<FakeBackend>);
+
+    impl Backends for FakeBackends {
+        fn select(
+            &self,
+            _spec: &Spec,
+            _options: Option<&RuntimeOptions>,
+        ) -> Result<(BackendKind, Arc<dyn Backend>)> {
+            Ok((BackendKind::Native, self.0.clone()))
+        }
+        fn backend(&self, _kind: BackendKind) -> Result<Arc<dyn Backend>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    struct Fixture {
+        tasks: Tasks,
+        init: Arc<FakeProcess>,
+        execs: Arc<Mutex<Vec<Arc<FakeProcess>>>>,
+        topics: Recorder,
+        bundle: tempfile::TempDir,
+    }
+
+    fn fixture(fail: bool) -> Fixture {
+        let bundle = tempfile::tempdir().unwrap();
+        std::fs::write(
+            bundle.path().join("config.json"),
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}}"#,
+        )
+        .unwrap();
+        let init = Arc::new(FakeProcess {
+            pid: 100,
+            ..Default::default()
+        });
+        let execs = Arc::new(Mutex::new(Vec::new()));
+        let topics = Recorder::default();
+        let backend = Arc::new(FakeBackend {
+            init: init.clone(),
+            execs: execs.clone(),
+            fail,
+        });
+        Fixture {
+            tasks: Tasks::new(
+                EventSender::start(topics.clone()),
+                Box::new(FakeBackends(backend)),
+            ),
+            init,
+            execs,
+            topics,
+            bundle,
+        }
+    }
+
+    impl Fixture {
+        async fn create(&self) -> Result<u32> {
+            self.tasks
+                .create(CreateTask {
+                    id: "c".into(),
+                    bundle: self.bundle.path().to_owned(),
+                    rootfs: Vec::new(),
+                    stdio: Stdio::default(),
+                    options: None,
+                })
+                .await
+        }
+
+        async fn topics(&self, count: usize) -> Vec<&'static str> {
+            for _ in 0..200 {
+                if self.topics.0.lock().unwrap().len() >= count {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            self.topics.0.lock().unwrap().clone()
+        }
+    }
+
+    fn process_spec() -> oci_spec::runtime::Process {
+        serde_json::from_str(r#"{"cwd":"/","args":["true"],"user":{"uid":0,"gid":0}}"#).unwrap()
+    }
+
+    use containerd_shim::protos::topics::*;
+
+    #[tokio::test]
+    async fn the_lifecycle_moves_through_its_states() {
+        let f = fixture(false);
+        assert_eq!(f.create().await.unwrap(), 100);
+        assert_eq!(f.tasks.state("c", None).unwrap().1.status, Status::Created);
+        assert!(matches!(f.create().await, Err(TaskError::AlreadyExists(_))));
+        assert_eq!(f.tasks.start("c", None).await.unwrap(), 100);
+        assert_eq!(f.tasks.state("c", None).unwrap().1.status, Status::Running);
+        assert!(matches!(
+            f.tasks.start("c", None).await,
+            Err(TaskError::FailedPrecondition(_))
+        ));
+        assert!(matches!(
+            f.tasks.delete("c", None).await,
+            Err(TaskError::FailedPrecondition(_))
+        ));
+        f.tasks.kill("c", None, 9, false).await.unwrap();
+        assert_eq!(f.tasks.wait("c", None).await.unwrap().code, 137);
+        assert_eq!(f.tasks.state("c", None).unwrap().1.status, Status::Stopped);
+        assert!(matches!(
+            f.tasks.kill("c", None, 9, false).await,
+            Err(TaskError::NotFound(_))
+        ));
+        let (pid, exit) = f.tasks.delete("c", None).await.unwrap();
+        assert_eq!((pid, exit.code), (100, 137));
+        assert!(f.tasks.is_empty());
+        assert!(matches!(
+            f.tasks.state("c", None),
+            Err(TaskError::NotFound(_))
+        ));
+        assert_eq!(
+            f.topics(4).await,
+            vec![
+                TASK_CREATE_EVENT_TOPIC,
+                TASK_START_EVENT_TOPIC,
+                TASK_EXIT_EVENT_TOPIC,
+                TASK_DELETE_EVENT_TOPIC
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_init_exit_is_reported_after_its_execs_exits() {
+        let f = fixture(false);
+        f.create().await.unwrap();
+        f.tasks.start("c", None).await.unwrap();
+        f.tasks
+            .exec("c", "e", process_spec(), Stdio::default())
+            .unwrap();
+        assert!(matches!(
+            f.tasks.exec("c", "e", process_spec(), Stdio::default()),
+            Err(TaskError::AlreadyExists(_))
+        ));
+        let pid = f.tasks.start("c", Some("e")).await.unwrap();
+        assert_eq!(pid, 200);
+        // The init dies first; its exit must wait for the exec's.
+        f.init.exit.set(Exit::now(0));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(f.tasks.state("c", None).unwrap().1.status, Status::Running);
+        let exec = f.execs.lock().unwrap()[0].clone();
+        exec.exit.set(Exit::now(4));
+        assert_eq!(f.tasks.wait("c", Some("e")).await.unwrap().code, 4);
+        assert_eq!(f.tasks.wait("c", None).await.unwrap().code, 0);
+        assert_eq!(
+            f.topics(6).await,
+            vec![
+                TASK_CREATE_EVENT_TOPIC,
+                TASK_START_EVENT_TOPIC,
+                TASK_EXEC_ADDED_EVENT_TOPIC,
+                TASK_EXEC_STARTED_EVENT_TOPIC,
+                TASK_EXIT_EVENT_TOPIC,
+                TASK_EXIT_EVENT_TOPIC,
+            ]
+        );
+        let (exec_pid, exec_exit) = f.tasks.delete("c", Some("e")).await.unwrap();
+        assert_eq!((exec_pid, exec_exit.code), (200, 4));
+        assert!(matches!(
+            f.tasks.state("c", Some("e")),
+            Err(TaskError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_running_exec_cannot_be_deleted_and_a_stopped_container_takes_no_execs() {
+        let f = fixture(false);
+        f.create().await.unwrap();
+        f.tasks.start("c", None).await.unwrap();
+        f.tasks
+            .exec("c", "e", process_spec(), Stdio::default())
+            .unwrap();
+        f.tasks.start("c", Some("e")).await.unwrap();
+        assert!(matches!(
+            f.tasks.delete("c", Some("e")).await,
+            Err(TaskError::FailedPrecondition(_))
+        ));
+        f.tasks.kill("c", Some("e"), 9, false).await.unwrap();
+        assert_eq!(f.tasks.wait("c", Some("e")).await.unwrap().code, 137);
+        f.tasks.kill("c", None, 9, true).await.unwrap();
+        f.tasks.wait("c", None).await.unwrap();
+        assert!(matches!(
+            f.tasks.exec("c", "late", process_spec(), Stdio::default()),
+            Err(TaskError::FailedPrecondition(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_created_container_can_be_deleted_and_reports_the_kill() {
+        let f = fixture(false);
+        f.create().await.unwrap();
+        let (_, exit) = f.tasks.delete("c", None).await.unwrap();
+        assert_eq!(exit.code, 137);
+        assert!(BackendSelector::marked(f.bundle.path()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_leaves_no_task_and_no_marker() {
+        let f = fixture(true);
+        let e = f.create().await.unwrap_err();
+        assert!(e.to_string().contains("executable file not found"), "{e}");
+        assert!(f.tasks.is_empty());
+        assert!(BackendSelector::marked(f.bundle.path()).is_none());
+        assert!(f.topics(1).await.is_empty());
+    }
+
+    #[test]
+    fn errors_carry_the_grpc_codes_containerd_expects() {
+        use containerd_shim::protos::ttrpc::{Code, Error};
+        let code = |e: TaskError| match Error::from(e) {
+            Error::RpcStatus(status) => status.code(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(TaskError::Unimplemented("Stats")), Code::UNIMPLEMENTED);
+        assert_eq!(code(TaskError::NotFound("x".into())), Code::NOT_FOUND);
+        assert_eq!(
+            code(TaskError::FailedPrecondition("x".into())),
+            Code::FAILED_PRECONDITION
+        );
+        assert_eq!(
+            code(TaskError::AlreadyExists("x".into())),
+            Code::ALREADY_EXISTS
+        );
     }
 }

@@ -46,7 +46,9 @@ impl Container for NativeContainer {
         stdio: Stdio,
     ) -> Result<Box<dyn Process>> {
         if self.init.try_exit().is_some() {
-            return Err(Error::State(format!("cannot exec {exec_id}: the container is not running")));
+            return Err(Error::State(format!(
+                "cannot exec {exec_id}: the container is not running"
+            )));
         }
         let init_pid = self.init.pid();
         let namespaces = self
@@ -56,15 +58,25 @@ impl Container for NativeContainer {
             .and_then(|l| l.namespaces().clone())
             .unwrap_or_default()
             .iter()
-            .map(|ns| (ns.typ(), PathBuf::from(format!("/proc/{init_pid}/ns/{}", ns_file(ns.typ())))))
+            .map(|ns| {
+                (
+                    ns.typ(),
+                    PathBuf::from(format!("/proc/{init_pid}/ns/{}", ns_file(ns.typ()))),
+                )
+            })
             .collect();
-        let request = Request::Exec(Box::new(ExecRequest { process, namespaces }));
+        let request = Request::Exec(Box::new(ExecRequest {
+            process,
+            namespaces,
+        }));
         let (streams, child_stdio) = StreamCopier::open(&stdio)?;
         let helper = self.helper.clone();
         let cgroup = self.cgroup.clone();
-        let spawned = tokio::task::spawn_blocking(move || run_helper(&helper, &request, child_stdio, &cgroup))
-            .await
-            .map_err(|e| Error::Process(format!("exec task failed: {e}")))?;
+        let spawned = tokio::task::spawn_blocking(move || {
+            run_helper(&helper, &request, child_stdio, &cgroup)
+        })
+        .await
+        .map_err(|e| Error::Process(format!("exec task failed: {e}")))?;
         match (spawned.result, spawned.pid) {
             (Ok(()), Some(pid)) => Ok(Box::new(NativeProcess::watch(pid, streams))),
             (result, pid) => {
@@ -72,7 +84,9 @@ impl Container for NativeContainer {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     drop(strata_backend::reaper::watch(pid));
                 }
-                Err(result.err().unwrap_or_else(|| Error::Process("exec failed".into())))
+                Err(result
+                    .err()
+                    .unwrap_or_else(|| Error::Process("exec failed".into())))
             }
         }
     }
@@ -136,7 +150,8 @@ fn release(fifo: &Path) -> Result<()> {
             }
             _ => Error::path("opening the start FIFO", fifo, e),
         })?;
-    file.write_all(&[0]).map_err(|e| Error::path("writing to the start FIFO", fifo, e))?;
+    file.write_all(&[0])
+        .map_err(|e| Error::path("writing to the start FIFO", fifo, e))?;
     drop(file);
     let _ = std::fs::remove_file(fifo);
     Ok(())

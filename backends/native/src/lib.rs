@@ -48,7 +48,8 @@ impl NativeBackend {
     /// A backend for this host. `helper` is the binary that runs
     /// [`init_main`] when given [`INIT_ARG`] (usually the running binary).
     pub fn new(helper: PathBuf) -> Result<NativeBackend> {
-        let hierarchy = Hierarchy::detect().map_err(|e| Error::Process(format!("detecting cgroups: {e}")))?;
+        let hierarchy =
+            Hierarchy::detect().map_err(|e| Error::Process(format!("detecting cgroups: {e}")))?;
         Ok(NativeBackend { hierarchy, helper })
     }
 
@@ -68,15 +69,22 @@ impl NativeBackend {
     /// The cgroup directories a `cgroup` mount shows the container.
     fn cgroup_mount_dirs(&self, cgroup: &Cgroup) -> Vec<(String, PathBuf)> {
         match self.hierarchy.version() {
-            Version::V2 => cgroup.paths().into_iter().map(|p| (String::new(), p)).collect(),
+            Version::V2 => cgroup
+                .paths()
+                .into_iter()
+                .map(|p| (String::new(), p))
+                .collect(),
             Version::V1 => {
                 let mut dirs: Vec<(String, PathBuf)> = Vec::new();
                 for controller in self.hierarchy.controllers().unwrap_or_default() {
-                    let (Some(mount), Some(dir)) = (self.hierarchy.mount_point(&controller), cgroup.path_for(&controller))
-                    else {
+                    let (Some(mount), Some(dir)) = (
+                        self.hierarchy.mount_point(&controller),
+                        cgroup.path_for(&controller),
+                    ) else {
                         continue;
                     };
-                    let Some(name) = mount.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                    let Some(name) = mount.file_name().map(|n| n.to_string_lossy().into_owned())
+                    else {
                         continue;
                     };
                     if !dirs.iter().any(|(n, _)| *n == name) {
@@ -90,10 +98,14 @@ impl NativeBackend {
 }
 
 fn read_spec_rootfs(request: &CreateRequest) -> Result<PathBuf> {
-    let root = request.spec.root().as_ref().ok_or_else(|| Error::InvalidSpec {
-        field: "root".into(),
-        reason: "missing".into(),
-    })?;
+    let root = request
+        .spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec {
+            field: "root".into(),
+            reason: "missing".into(),
+        })?;
     let path = root.path();
     Ok(if path.is_absolute() {
         path.clone()
@@ -117,7 +129,10 @@ impl Backend for NativeBackend {
         let start_fifo = request.state_dir.join(START_FIFO);
         let cleanup = |pid: Option<i32>| {
             if let Some(pid) = pid {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
                 drop(strata_backend::reaper::watch(pid));
             }
             if let Err(e) = teardown(&cgroup, &start_fifo) {
@@ -125,8 +140,15 @@ impl Backend for NativeBackend {
             }
         };
         let prepared = (|| {
-            cgroup.create().map_err(|e| Error::Process(format!("creating the cgroup: {e}")))?;
-            if let Some(resources) = request.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            cgroup
+                .create()
+                .map_err(|e| Error::Process(format!("creating the cgroup: {e}")))?;
+            if let Some(resources) = request
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref())
+            {
                 cgroup.apply(resources).map_err(|e| Error::InvalidSpec {
                     field: "linux.resources".into(),
                     reason: e.to_string(),
@@ -154,9 +176,11 @@ impl Backend for NativeBackend {
         let helper = self.helper.clone();
         let spawned = {
             let cgroup = cgroup.clone();
-            tokio::task::spawn_blocking(move || run_helper(&helper, &init_request, child_stdio, &cgroup))
-                .await
-                .map_err(|e| Error::Process(format!("create task failed: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                run_helper(&helper, &init_request, child_stdio, &cgroup)
+            })
+            .await
+            .map_err(|e| Error::Process(format!("create task failed: {e}")))?
         };
         match (spawned.result, spawned.pid) {
             (Ok(()), Some(pid)) => Ok(Box::new(NativeContainer {
@@ -169,7 +193,9 @@ impl Backend for NativeBackend {
             (result, pid) => {
                 drop(streams);
                 cleanup(pid);
-                Err(result.err().unwrap_or_else(|| Error::Process("create failed".into())))
+                Err(result
+                    .err()
+                    .unwrap_or_else(|| Error::Process("create failed".into())))
             }
         }
     }

@@ -45,13 +45,21 @@ impl Process for NativeProcess {
 
     async fn kill(&self, signal: u32) -> Result<()> {
         if self.exit.get().is_some() {
-            return Err(Error::NotFound(format!("process {}: already finished", self.pid)));
+            return Err(Error::NotFound(format!(
+                "process {}: already finished",
+                self.pid
+            )));
         }
-        let signal = Signal::try_from(signal as i32)
-            .map_err(|_| Error::InvalidSpec { field: "signal".into(), reason: format!("{signal} is not a signal") })?;
+        let signal = Signal::try_from(signal as i32).map_err(|_| Error::InvalidSpec {
+            field: "signal".into(),
+            reason: format!("{signal} is not a signal"),
+        })?;
         match kill(Pid::from_raw(self.pid), signal) {
             Ok(()) => Ok(()),
-            Err(nix::errno::Errno::ESRCH) => Err(Error::NotFound(format!("process {}: already finished", self.pid))),
+            Err(nix::errno::Errno::ESRCH) => Err(Error::NotFound(format!(
+                "process {}: already finished",
+                self.pid
+            ))),
             Err(e) => Err(Error::sys(format!("sending {signal} to {}", self.pid), e)),
         }
     }

@@ -27,22 +27,35 @@ pub(crate) struct Spawned {
 
 /// Runs `helper init` with `stdio`, places it in `cgroup`, sends `request`,
 /// and collects the reports. Blocking: call from a blocking thread.
-pub(crate) fn run_helper(helper: &Path, request: &Request, stdio: ChildStdio, cgroup: &Cgroup) -> Spawned {
+pub(crate) fn run_helper(
+    helper: &Path,
+    request: &Request,
+    stdio: ChildStdio,
+    cgroup: &Cgroup,
+) -> Spawned {
     let mut pid = None;
     let result = (|| {
-        let (mut channel, theirs) = Channel::pair().map_err(|e| Error::io("creating the init channel", e))?;
+        let (mut channel, theirs) =
+            Channel::pair().map_err(|e| Error::io("creating the init channel", e))?;
         let child = spawn(helper, stdio, theirs)?;
         let helper_pid = child.id() as i32;
         // The reaper collects the helper's exit; we only need the reports.
         drop(reaper::watch(helper_pid));
         if let Err(e) = cgroup.add_process(helper_pid) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(helper_pid), nix::sys::signal::Signal::SIGKILL);
-            return Err(Error::Process(format!("placing the init helper in its cgroup: {e}")));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(helper_pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(Error::Process(format!(
+                "placing the init helper in its cgroup: {e}"
+            )));
         }
         channel
             .set_timeout(Some(SETUP_TIMEOUT))
             .map_err(|e| Error::io("setting the init channel timeout", e))?;
-        channel.send(request).map_err(|e| Error::io("sending the init request", e))?;
+        channel
+            .send(request)
+            .map_err(|e| Error::io("sending the init request", e))?;
         let mut ready = false;
         let mut error = None;
         loop {
@@ -60,7 +73,9 @@ pub(crate) fn run_helper(helper: &Path, request: &Request, stdio: ChildStdio, cg
         match (error, ready, pid) {
             (Some(message), _, _) => Err(Error::Process(message)),
             (None, true, Some(_)) => Ok(()),
-            (None, _, _) => Err(Error::Process("the init helper exited without reporting".into())),
+            (None, _, _) => Err(Error::Process(
+                "the init helper exited without reporting".into(),
+            )),
         }
     })();
     Spawned { pid, result }

@@ -115,7 +115,11 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-async fn copy_input(mut fifo: pipe::Receiver, mut pipe: pipe::Sender, close: std::sync::Arc<Notify>) {
+async fn copy_input(
+    mut fifo: pipe::Receiver,
+    mut pipe: pipe::Sender,
+    close: std::sync::Arc<Notify>,
+) {
     tokio::select! {
         _ = tokio::io::copy(&mut fifo, &mut pipe) => {}
         _ = close.notified() => {}

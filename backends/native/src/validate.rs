@@ -24,7 +24,10 @@ pub(crate) fn check(spec: &Spec) -> Result<()> {
         return Err(invalid("process.args", "must name a program"));
     }
     if !process.cwd().is_absolute() {
-        return Err(invalid("process.cwd", format!("{:?} is not absolute", process.cwd())));
+        return Err(invalid(
+            "process.cwd",
+            format!("{:?} is not absolute", process.cwd()),
+        ));
     }
     if spec.root().is_none() {
         return Err(invalid("root", "missing"));
@@ -44,14 +47,20 @@ pub(crate) fn check(spec: &Spec) -> Result<()> {
             LinuxNamespaceType::User | LinuxNamespaceType::Time => {
                 return Err(invalid(
                     field,
-                    format!("{} namespaces are not supported by the native backend yet", ns.typ()),
+                    format!(
+                        "{} namespaces are not supported by the native backend yet",
+                        ns.typ()
+                    ),
                 ));
             }
             _ => {}
         }
         if let Some(path) = ns.path() {
             if !path.is_absolute() {
-                return Err(invalid(format!("{field}.path"), format!("{path:?} is not absolute")));
+                return Err(invalid(
+                    format!("{field}.path"),
+                    format!("{path:?} is not absolute"),
+                ));
             }
         }
     }
@@ -88,22 +97,34 @@ mod tests {
 
     #[test]
     fn relative_and_dotdot_destinations_are_refused_by_field() {
-        let s = spec(&format!(r#"{{{BASE},"mounts":[{{"destination":"/ok"}},{{"destination":"/a/../../etc"}}]}}"#));
+        let s = spec(&format!(
+            r#"{{{BASE},"mounts":[{{"destination":"/ok"}},{{"destination":"/a/../../etc"}}]}}"#
+        ));
         let e = check(&s).unwrap_err().to_string();
         assert!(e.contains("mounts[1].destination"), "{e}");
         let s = spec(&format!(r#"{{{BASE},"mounts":[{{"destination":"tmp"}}]}}"#));
-        assert!(check(&s).unwrap_err().to_string().contains("mounts[0].destination"));
+        assert!(check(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("mounts[0].destination"));
     }
 
     #[test]
     fn duplicate_namespaces_are_refused() {
-        let s = spec(&format!(r#"{{{BASE},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"pid"}}]}}}}"#));
-        assert!(check(&s).unwrap_err().to_string().contains("linux.namespaces[1]"));
+        let s = spec(&format!(
+            r#"{{{BASE},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"pid"}}]}}}}"#
+        ));
+        assert!(check(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("linux.namespaces[1]"));
     }
 
     #[test]
     fn empty_args_are_refused() {
-        let s = spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}}"#,
+        );
         assert!(check(&s).unwrap_err().to_string().contains("process.args"));
     }
 }

@@ -223,7 +223,8 @@ mod tests {
         std::fs::create_dir(dir.path().join("a")).unwrap();
         std::os::unix::fs::symlink("../../../../..", dir.path().join("a/up")).unwrap();
         let root = Root::open(dir.path()).unwrap();
-        root.ensure(Path::new("/a/up/made-here"), Kind::File).unwrap();
+        root.ensure(Path::new("/a/up/made-here"), Kind::File)
+            .unwrap();
         assert!(dir.path().join("made-here").is_file());
     }
 

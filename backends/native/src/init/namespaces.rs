@@ -30,7 +30,8 @@ pub(crate) fn enter(spec: &Spec) -> Result<()> {
     }
     join(&to_join)?;
     if !to_create.is_empty() {
-        unshare(to_create).map_err(|e| InitError::sys(format!("creating namespaces {to_create:?}"), e))?;
+        unshare(to_create)
+            .map_err(|e| InitError::sys(format!("creating namespaces {to_create:?}"), e))?;
     }
     Ok(())
 }
@@ -45,10 +46,18 @@ pub(crate) fn join(namespaces: &[(LinuxNamespaceType, PathBuf)]) -> Result<()> {
         _ => 1,
     });
     for (kind, path) in ordered {
-        let file = std::fs::File::open(path)
-            .map_err(|e| InitError::io(format!("opening the {kind} namespace {}", path.display()), e))?;
-        setns(&file, flag(*kind))
-            .map_err(|e| InitError::sys(format!("joining the {kind} namespace {}", path.display()), e))?;
+        let file = std::fs::File::open(path).map_err(|e| {
+            InitError::io(
+                format!("opening the {kind} namespace {}", path.display()),
+                e,
+            )
+        })?;
+        setns(&file, flag(*kind)).map_err(|e| {
+            InitError::sys(
+                format!("joining the {kind} namespace {}", path.display()),
+                e,
+            )
+        })?;
     }
     Ok(())
 }
@@ -67,7 +76,8 @@ pub(crate) fn set_hostname(spec: &Spec) -> Result<()> {
         return Ok(());
     }
     if let Some(name) = spec.hostname() {
-        nix::unistd::sethostname(name).map_err(|e| InitError::sys(format!("setting hostname {name:?}"), e))?;
+        nix::unistd::sethostname(name)
+            .map_err(|e| InitError::sys(format!("setting hostname {name:?}"), e))?;
     }
     if let Some(name) = spec.domainname() {
         let rc = {
@@ -75,7 +85,10 @@ pub(crate) fn set_hostname(spec: &Spec) -> Result<()> {
             unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) }
         };
         if rc != 0 {
-            return Err(InitError::io(format!("setting domainname {name:?}"), std::io::Error::last_os_error()));
+            return Err(InitError::io(
+                format!("setting domainname {name:?}"),
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())

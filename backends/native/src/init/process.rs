@@ -52,7 +52,10 @@ pub(crate) fn prepare(process: &Process) -> Result<Program> {
     if process.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(InitError::io("setting no_new_privs", std::io::Error::last_os_error()));
+            return Err(InitError::io(
+                "setting no_new_privs",
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     let cwd = process.cwd();
@@ -66,7 +69,12 @@ fn set_rlimits(process: &Process) -> Result<()> {
         let resource = rlimit_resource(limit.typ());
         setrlimit(resource, limit.soft(), limit.hard()).map_err(|e| {
             InitError::sys(
-                format!("setting rlimit {:?} to {}:{}", limit.typ(), limit.soft(), limit.hard()),
+                format!(
+                    "setting rlimit {:?} to {}:{}",
+                    limit.typ(),
+                    limit.soft(),
+                    limit.hard()
+                ),
                 e,
             )
         })?;
@@ -105,9 +113,9 @@ fn cap_set(list: &Option<Capabilities>) -> Result<CapsHashSet> {
         } else {
             format!("CAP_{name}")
         };
-        let parsed: Cap = name
-            .parse()
-            .map_err(|_| InitError::msg(format!("process.capabilities: unknown capability {name}")))?;
+        let parsed: Cap = name.parse().map_err(|_| {
+            InitError::msg(format!("process.capabilities: unknown capability {name}"))
+        })?;
         set.insert(parsed);
     }
     Ok(set)
@@ -118,8 +126,9 @@ fn drop_bounding(caps: &LinuxCapabilities) -> Result<()> {
     for cap in caps::all() {
         // Capabilities newer than the running kernel are not in its bounding set.
         if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| InitError::msg(format!("dropping {cap} from the bounding set: {e}")))?;
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                InitError::msg(format!("dropping {cap} from the bounding set: {e}"))
+            })?;
         }
     }
     Ok(())
@@ -177,9 +186,8 @@ fn program(process: &Process) -> Result<Program> {
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH);
     let path = look_up(first, search)?;
-    let to_c = |s: &str| {
-        CString::new(s).map_err(|_| InitError::msg(format!("{s:?} contains a NUL byte")))
-    };
+    let to_c =
+        |s: &str| CString::new(s).map_err(|_| InitError::msg(format!("{s:?} contains a NUL byte")));
     Ok(Program {
         path: CString::new(path.as_os_str().as_bytes())
             .map_err(|_| InitError::msg("the executable path contains a NUL byte"))?,
@@ -196,7 +204,10 @@ pub(crate) fn look_up(name: &str, search: &str) -> Result<PathBuf> {
         return match std::fs::metadata(&path) {
             Ok(m) if is_executable(&m) => Ok(path),
             Ok(_) => Err(InitError::msg(format!("exec: {name:?}: permission denied"))),
-            Err(e) => Err(InitError::msg(format!("exec: {name:?}: stat {name}: {}", os_text(&e)))),
+            Err(e) => Err(InitError::msg(format!(
+                "exec: {name:?}: stat {name}: {}",
+                os_text(&e)
+            ))),
         };
     }
     for dir in search.split(':') {
@@ -232,20 +243,31 @@ mod tests {
 
     #[test]
     fn look_up_searches_the_path_in_order() {
-        assert_eq!(look_up("sh", "/nonexistent:/bin").unwrap(), Path::new("/bin/sh"));
+        assert_eq!(
+            look_up("sh", "/nonexistent:/bin").unwrap(),
+            Path::new("/bin/sh")
+        );
     }
 
     #[test]
     fn a_missing_command_reads_like_runc() {
         let e = look_up("nope", "/bin").unwrap_err();
-        assert_eq!(e.to_string(), r#"exec: "nope": executable file not found in $PATH"#);
+        assert_eq!(
+            e.to_string(),
+            r#"exec: "nope": executable file not found in $PATH"#
+        );
         let e = look_up("/nope", "/bin").unwrap_err();
-        assert_eq!(e.to_string(), r#"exec: "/nope": stat /nope: no such file or directory"#);
+        assert_eq!(
+            e.to_string(),
+            r#"exec: "/nope": stat /nope: no such file or directory"#
+        );
     }
 
     #[test]
     fn oci_capability_names_convert() {
-        let list: Capabilities = [oci_spec::runtime::Capability::NetRaw].into_iter().collect();
+        let list: Capabilities = [oci_spec::runtime::Capability::NetRaw]
+            .into_iter()
+            .collect();
         let set = cap_set(&Some(list)).unwrap();
         assert!(set.contains(&Cap::CAP_NET_RAW));
     }

@@ -66,7 +66,8 @@ pub(crate) fn mount_all(
     rootfs: &Path,
     cgroup_dirs: &[(String, PathBuf)],
 ) -> Result<()> {
-    let root = Root::open(rootfs).map_err(|e| InitError::io(format!("opening {}", rootfs.display()), e))?;
+    let root = Root::open(rootfs)
+        .map_err(|e| InitError::io(format!("opening {}", rootfs.display()), e))?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         mount_one(&root, bundle, m, cgroup_dirs)
             .map_err(|e| e.context(format!("mounts[{i}] ({})", m.destination().display())))?;
@@ -74,7 +75,12 @@ pub(crate) fn mount_all(
     Ok(())
 }
 
-fn mount_one(root: &Root, bundle: &Path, m: &Mount, cgroup_dirs: &[(String, PathBuf)]) -> Result<()> {
+fn mount_one(
+    root: &Root,
+    bundle: &Path,
+    m: &Mount,
+    cgroup_dirs: &[(String, PathBuf)],
+) -> Result<()> {
     let options = mount_options::parse(m.options().as_deref().unwrap_or_default());
     let fstype = m.typ().as_deref().unwrap_or("");
     let destination = m.destination();
@@ -98,15 +104,25 @@ fn mount_one(root: &Root, bundle: &Path, m: &Mount, cgroup_dirs: &[(String, Path
         let target = ensure(root, destination, Kind::Dir)?;
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(fstype));
         let data = (!options.data.is_empty()).then_some(options.data.as_str());
-        mount(Some(&source), &fd_path(&target), Some(fstype), options.flags, data)
-            .map_err(|e| InitError::sys(format!("mounting {fstype} {}", source.display()), e))?;
+        mount(
+            Some(&source),
+            &fd_path(&target),
+            Some(fstype),
+            options.flags,
+            data,
+        )
+        .map_err(|e| InitError::sys(format!("mounting {fstype} {}", source.display()), e))?;
         apply_propagation(root, destination, &options)
     }
 }
 
 fn ensure(root: &Root, destination: &Path, kind: Kind) -> Result<OwnedFd> {
-    root.ensure(destination, kind)
-        .map_err(|e| InitError::io(format!("creating the mount point {}", destination.display()), e))
+    root.ensure(destination, kind).map_err(|e| {
+        InitError::io(
+            format!("creating the mount point {}", destination.display()),
+            e,
+        )
+    })
 }
 
 /// Opens what is mounted at `destination` now. A descriptor taken before a
@@ -119,11 +135,23 @@ fn reopen(root: &Root, destination: &Path) -> Result<OwnedFd> {
 
 /// Bind-mounts the host path `source` at `destination` inside `root`, then
 /// applies the flags a bind mount only takes through a remount.
-fn bind(root: &Root, source: &Path, destination: &Path, kind: Kind, options: &MountOptions) -> Result<()> {
+fn bind(
+    root: &Root,
+    source: &Path,
+    destination: &Path,
+    kind: Kind,
+    options: &MountOptions,
+) -> Result<()> {
     let target = ensure(root, destination, kind)?;
     let flags = options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC) | MsFlags::MS_BIND;
-    mount(Some(source), &fd_path(&target), None::<&str>, flags, None::<&str>)
-        .map_err(|e| InitError::sys(format!("bind-mounting {}", source.display()), e))?;
+    mount(
+        Some(source),
+        &fd_path(&target),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::sys(format!("bind-mounting {}", source.display()), e))?;
     let extra = options.remount_flags();
     if !extra.is_empty() {
         let mounted = reopen(root, destination)?;
@@ -134,7 +162,9 @@ fn bind(root: &Root, source: &Path, destination: &Path, kind: Kind, options: &Mo
             MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra,
             None::<&str>,
         )
-        .map_err(|e| InitError::sys(format!("remounting {} with {extra:?}", source.display()), e))?;
+        .map_err(|e| {
+            InitError::sys(format!("remounting {} with {extra:?}", source.display()), e)
+        })?;
     }
     apply_propagation(root, destination, options)
 }
@@ -145,15 +175,26 @@ fn apply_propagation(root: &Root, destination: &Path, options: &MountOptions) ->
     }
     let mounted = reopen(root, destination)?;
     for flags in &options.propagation {
-        mount(None::<&str>, &fd_path(&mounted), None::<&str>, *flags, None::<&str>)
-            .map_err(|e| InitError::sys(format!("setting propagation {flags:?}"), e))?;
+        mount(
+            None::<&str>,
+            &fd_path(&mounted),
+            None::<&str>,
+            *flags,
+            None::<&str>,
+        )
+        .map_err(|e| InitError::sys(format!("setting propagation {flags:?}"), e))?;
     }
     Ok(())
 }
 
 /// Shows the container its own cgroups: on cgroup v2 the container's directory
 /// itself; on v1 a tmpfs with one bind mount per controller.
-fn mount_cgroups(root: &Root, destination: &Path, options: &MountOptions, dirs: &[(String, PathBuf)]) -> Result<()> {
+fn mount_cgroups(
+    root: &Root,
+    destination: &Path,
+    options: &MountOptions,
+    dirs: &[(String, PathBuf)],
+) -> Result<()> {
     let base = options.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     let bind_options = MountOptions {
         flags: MsFlags::MS_BIND | base | (options.flags & MsFlags::MS_RDONLY),
@@ -165,8 +206,14 @@ fn mount_cgroups(root: &Root, destination: &Path, options: &MountOptions, dirs: 
         }
     }
     let target = ensure(root, destination, Kind::Dir)?;
-    mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), base, Some("mode=755"))
-        .map_err(|e| InitError::sys("mounting the cgroup tmpfs", e))?;
+    mount(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(|e| InitError::sys("mounting the cgroup tmpfs", e))?;
     for (name, dir) in dirs {
         bind(root, dir, &destination.join(name), Kind::Dir, &bind_options)?;
     }
@@ -188,12 +235,22 @@ fn mount_cgroups(root: &Root, destination: &Path, options: &MountOptions, dirs: 
 /// spec) and the spec's own `linux.devices`.
 pub(crate) fn create_devices(spec: &Spec, rootfs: &Path) -> Result<()> {
     let root = Root::open(rootfs).map_err(|e| InitError::io("opening the rootfs", e))?;
-    let fresh_dev = spec.mounts().iter().flatten().any(|m| {
-        m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs")
-    });
+    let fresh_dev = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs"));
     if fresh_dev {
         for (path, major, minor) in DEFAULT_DEVICES {
-            make_node(&root, Path::new(path), libc::S_IFCHR | 0o666, major, minor, 0, 0)?;
+            make_node(
+                &root,
+                Path::new(path),
+                libc::S_IFCHR | 0o666,
+                major,
+                minor,
+                0,
+                0,
+            )?;
         }
         for (path, target) in DEFAULT_LINKS {
             root.symlink(target, Path::new(path))
@@ -226,17 +283,30 @@ fn create_device(root: &Root, device: &LinuxDevice) -> Result<()> {
     )
 }
 
-fn make_node(root: &Root, path: &Path, mode: u32, major: u64, minor: u64, uid: u32, gid: u32) -> Result<()> {
+fn make_node(
+    root: &Root,
+    path: &Path,
+    mode: u32,
+    major: u64,
+    minor: u64,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
     let context = || format!("creating the device node {}", path.display());
     match root.mknod(path, mode, libc::makedev(major as u32, minor as u32)) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => return Err(InitError::io(context(), e)),
     }
-    let node = root.open_path(path).map_err(|e| InitError::io(context(), e))?;
-    // chmod again: mknod's mode is filtered by the umask.
-    std::fs::set_permissions(fd_path(&node), std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
+    let node = root
+        .open_path(path)
         .map_err(|e| InitError::io(context(), e))?;
+    // chmod again: mknod's mode is filtered by the umask.
+    std::fs::set_permissions(
+        fd_path(&node),
+        std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+    )
+    .map_err(|e| InitError::io(context(), e))?;
     nix::unistd::chown(&fd_path(&node), Some(uid.into()), Some(gid.into()))
         .map_err(|e| InitError::sys(context(), e))?;
     Ok(())
@@ -244,13 +314,21 @@ fn make_node(root: &Root, path: &Path, mode: u32, major: u64, minor: u64, uid: u
 
 /// Makes `rootfs` the root of the mount namespace and lets go of the old root.
 pub(crate) fn pivot(rootfs: &Path) -> Result<()> {
-    nix::unistd::chdir(rootfs).map_err(|e| InitError::sys(format!("chdir {}", rootfs.display()), e))?;
-    let old_root = std::fs::File::open("/").map_err(|e| InitError::io("opening the old root", e))?;
+    nix::unistd::chdir(rootfs)
+        .map_err(|e| InitError::sys(format!("chdir {}", rootfs.display()), e))?;
+    let old_root =
+        std::fs::File::open("/").map_err(|e| InitError::io("opening the old root", e))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| InitError::sys("pivot_root", e))?;
     // The old root is now stacked under the new one: detach it.
     nix::unistd::fchdir(&old_root).map_err(|e| InitError::sys("fchdir to the old root", e))?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| InitError::sys("making the old root a slave", e))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::sys("making the old root a slave", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| InitError::sys("detaching the old root", e))?;
     nix::unistd::chdir("/").map_err(|e| InitError::sys("chdir /", e))?;
     Ok(())
@@ -261,13 +339,27 @@ pub(crate) fn pivot(rootfs: &Path) -> Result<()> {
 pub(crate) fn restrict(spec: &Spec) -> Result<()> {
     let root = Root::open(Path::new("/")).map_err(|e| InitError::io("opening /", e))?;
     let linux = spec.linux().as_ref();
-    for path in linux.and_then(|l| l.masked_paths().clone()).iter().flatten() {
+    for path in linux
+        .and_then(|l| l.masked_paths().clone())
+        .iter()
+        .flatten()
+    {
         mask(&root, Path::new(path)).map_err(|e| e.context(format!("masking {path}")))?;
     }
-    for path in linux.and_then(|l| l.readonly_paths().clone()).iter().flatten() {
-        read_only(&root, Path::new(path)).map_err(|e| e.context(format!("making {path} read-only")))?;
+    for path in linux
+        .and_then(|l| l.readonly_paths().clone())
+        .iter()
+        .flatten()
+    {
+        read_only(&root, Path::new(path))
+            .map_err(|e| e.context(format!("making {path} read-only")))?;
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         mount(
             None::<&str>,
             "/",
@@ -286,11 +378,25 @@ fn mask(root: &Root, path: &Path) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(InitError::io("opening", e)),
     };
-    let is_dir = std::fs::metadata(fd_path(&target)).map(|m| m.is_dir()).unwrap_or(false);
+    let is_dir = std::fs::metadata(fd_path(&target))
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
     let result = if is_dir {
-        mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        mount(
+            Some("tmpfs"),
+            &fd_path(&target),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
     } else {
-        mount(Some("/dev/null"), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(
+            Some("/dev/null"),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     result.map_err(|e| InitError::sys("mounting over it", e))
 }
@@ -301,14 +407,25 @@ fn read_only(root: &Root, path: &Path) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(InitError::io("opening", e)),
     };
-    mount(Some(&fd_path(&target)), &fd_path(&target), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| InitError::sys("bind-mounting it onto itself", e))?;
+    mount(
+        Some(&fd_path(&target)),
+        &fd_path(&target),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::sys("bind-mounting it onto itself", e))?;
     let mounted = reopen(root, path)?;
     mount(
         None::<&str>,
         &fd_path(&mounted),
         None::<&str>,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
         None::<&str>,
     )
     .map_err(|e| InitError::sys("remounting it read-only", e))
