@@ -213,8 +213,11 @@ impl Task for TaskService {
         unimplemented("Checkpoint")
     }
 
-    async fn resize_pty(&self, _ctx: &TtrpcContext, _req: ResizePtyRequest) -> TtrpcResult<Empty> {
-        unimplemented("ResizePty")
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        self.tasks
+            .resize_pty(&req.id, exec_id(&req.exec_id), req.width, req.height)
+            .await?;
+        Ok(Empty::new())
     }
 
     async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {

@@ -407,6 +407,21 @@ impl Tasks {
         Ok(())
     }
 
+    /// Resizes the terminal of the init or an exec'd process.
+    pub async fn resize_pty(&self, id: &str, exec_id: Option<&str>, width: u32, height: u32) -> Result<()> {
+        let task = self.task(id)?;
+        match exec_id {
+            None => Ok(task.container.init().resize_pty(width, height).await?),
+            Some(exec_id) => {
+                let process = task
+                    .exec(exec_id)?
+                    .running()
+                    .ok_or_else(|| TaskError::FailedPrecondition(format!("process {exec_id} is not running")))?;
+                Ok(process.resize_pty(width, height).await?)
+            }
+        }
+    }
+
     /// The init's pid, for Connect.
     pub fn init_pid(&self, id: &str) -> Result<u32> {
         Ok(self.task(id)?.container.init().pid())
@@ -508,6 +523,9 @@ mod tests {
             self.exit.get()
         }
         async fn close_stdin(&self) {}
+        async fn resize_pty(&self, _width: u32, _height: u32) -> strata_backend::Result<()> {
+            Ok(())
+        }
     }
 
     struct FakeContainer {
@@ -534,6 +552,9 @@ mod tests {
             self.0.try_exit()
         }
         async fn close_stdin(&self) {}
+        async fn resize_pty(&self, width: u32, height: u32) -> strata_backend::Result<()> {
+            self.0.resize_pty(width, height).await
+        }
     }
 
     #[async_trait]

@@ -9,7 +9,8 @@
 //! Dropping the fixture tears everything down even if the test panicked:
 //! containers are removed through `ctr` while containerd still answers, then
 //! containerd is stopped (SIGTERM, then SIGKILL), every process that belongs
-//! to this instance is killed by PID, leftover runc state, mounts, cgroups
+//! to this instance (or sits in one of its cgroups, which are thawed first
+//! if frozen) is killed by PID, leftover runc state, mounts, cgroups
 //! and shim sockets are removed, and finally the directory itself. When the
 //! test panicked, the tail of containerd's debug log is printed.
 
@@ -717,6 +718,61 @@ disabled_plugins = [{disabled}]
         out
     }
 
+    /// Kills every process still in one of this namespace's cgroups, which
+    /// may have escaped the process tree (reparented to PID 1); frozen
+    /// cgroups are thawed first, as a frozen process cannot die.
+    fn kill_cgroup_processes(&self, report: &mut Vec<String>) {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            out.push(dir.to_path_buf());
+            if let Ok(entries) = fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        walk(&e.path(), out);
+                    }
+                }
+            }
+        }
+        let mut dirs = Vec::new();
+        for d in self.cgroup_ns_dirs() {
+            walk(&d, &mut dirs);
+        }
+        let me = std::process::id() as i32;
+        let mut pids = BTreeSet::new();
+        for d in &dirs {
+            let v1 = d.join("freezer.state");
+            if fs::read_to_string(&v1).is_ok_and(|s| s.trim() != "THAWED") {
+                report.push(format!("thawed {}", d.display()));
+                let _ = fs::write(&v1, "THAWED");
+            }
+            let v2 = d.join("cgroup.freeze");
+            if fs::read_to_string(&v2).is_ok_and(|s| s.trim() == "1") {
+                report.push(format!("thawed {}", d.display()));
+                let _ = fs::write(&v2, "0");
+            }
+            let procs = fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            pids.extend(
+                procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                    .filter(|&p| p > 1 && p != me),
+            );
+        }
+        for pid in &pids {
+            if let Some(p) = procfs::read_proc(*pid).filter(|p| !p.is_zombie()) {
+                report.push(format!("killed (in a cgroup) {}", p.describe()));
+            }
+            // SAFETY: kill(2) by PID of a process in a cgroup of this
+            // fixture's namespace (never this process).
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && pids.iter().any(|p| procfs::alive(*p)) {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn remove_cgroups(&self, report: &mut Vec<String>) {
         fn rm_tree(dir: &Path, report: &mut Vec<String>, top: bool) {
             if let Ok(entries) = fs::read_dir(dir) {
@@ -768,6 +824,7 @@ disabled_plugins = [{disabled}]
             self.remove_all_containers(&mut report);
         }
         self.stop_containerd();
+        self.kill_cgroup_processes(&mut report);
         self.kill_our_processes(&mut report);
         self.remove_runc_state(&mut report);
         self.unmount_all(&mut report);

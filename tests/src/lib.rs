@@ -36,6 +36,7 @@
 pub mod command;
 pub mod containerd;
 pub mod ctr;
+pub mod events;
 pub mod image;
 pub mod leftovers;
 pub mod procfs;
@@ -43,6 +44,7 @@ pub mod procfs;
 pub use command::CmdOutput;
 pub use containerd::{Containerd, ContainerdOptions};
 pub use ctr::{RunOptions, TaskInfo};
+pub use events::{Event, EventWatcher};
 pub use leftovers::HostSnapshot;
 
 /// containerd's runc shim: the reference runtime.

@@ -74,6 +74,8 @@ pub trait Process: Send + Sync {
     fn try_exit(&self) -> Option<Exit>;
     /// Closes the process's standard input, so it reads end-of-file.
     async fn close_stdin(&self);
+    /// Resizes the process's terminal; an error if it has none.
+    async fn resize_pty(&self, width: u32, height: u32) -> Result<()>;
 }
 
 /// A container created by a backend, from `Create` until `Delete`.

@@ -14,8 +14,7 @@ use strata_cgroups::Cgroup;
 
 use crate::process::NativeProcess;
 use crate::protocol::{ExecRequest, Request};
-use crate::spawn::run_helper;
-use crate::stdio::StreamCopier;
+use crate::spawn::launch;
 
 /// A container whose processes live in namespaces and a cgroup of their own.
 pub(crate) struct NativeContainer {
@@ -69,26 +68,8 @@ impl Container for NativeContainer {
             process,
             namespaces,
         }));
-        let (streams, child_stdio) = StreamCopier::open(&stdio)?;
-        let helper = self.helper.clone();
-        let cgroup = self.cgroup.clone();
-        let spawned = tokio::task::spawn_blocking(move || {
-            run_helper(&helper, &request, child_stdio, &cgroup)
-        })
-        .await
-        .map_err(|e| Error::Process(format!("exec task failed: {e}")))?;
-        match (spawned.result, spawned.pid) {
-            (Ok(()), Some(pid)) => Ok(Box::new(NativeProcess::watch(pid, streams))),
-            (result, pid) => {
-                if let Some(pid) = pid {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    drop(strata_backend::reaper::watch(pid));
-                }
-                Err(result
-                    .err()
-                    .unwrap_or_else(|| Error::Process("exec failed".into())))
-            }
-        }
+        let process = launch(&self.helper, request, &stdio, self.cgroup.clone(), None).await?;
+        Ok(Box::new(process))
     }
 
     async fn kill_all(&self, signal: u32) -> Result<()> {

@@ -24,10 +24,8 @@ use strata_backend::{Backend, Container, CreateRequest, Error, Result};
 use strata_cgroups::{Cgroup, Hierarchy, Version};
 
 use crate::container::{teardown, NativeContainer};
-use crate::process::NativeProcess;
 use crate::protocol::{InitRequest, Request};
-use crate::spawn::run_helper;
-use crate::stdio::StreamCopier;
+use crate::spawn::{launch, IdMaps};
 
 pub use init::main as init_main;
 
@@ -97,6 +95,22 @@ impl NativeBackend {
     }
 }
 
+/// The id maps for the container's new user namespace, if it gets one.
+fn id_maps(spec: &Spec) -> Option<IdMaps> {
+    let linux = spec.linux().as_ref()?;
+    let lines = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let maps = IdMaps {
+        uid: lines(linux.uid_mappings()),
+        gid: lines(linux.gid_mappings()),
+    };
+    (!maps.uid.is_empty()).then_some(maps)
+}
+
 fn read_spec_rootfs(request: &CreateRequest) -> Result<PathBuf> {
     let root = request
         .spec
@@ -127,14 +141,7 @@ impl Backend for NativeBackend {
         }
         let cgroup = Arc::new(self.cgroup_for(&request.id, &request.spec)?);
         let start_fifo = request.state_dir.join(START_FIFO);
-        let cleanup = |pid: Option<i32>| {
-            if let Some(pid) = pid {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                drop(strata_backend::reaper::watch(pid));
-            }
+        let cleanup = || {
             if let Err(e) = teardown(&cgroup, &start_fifo) {
                 log::warn!("cleaning up after a failed create: {e}");
             }
@@ -156,16 +163,12 @@ impl Backend for NativeBackend {
             }
             let _ = std::fs::remove_file(&start_fifo);
             nix::unistd::mkfifo(&start_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-                .map_err(|e| Error::sys(format!("creating {}", start_fifo.display()), e))?;
-            StreamCopier::open(&request.stdio)
+                .map_err(|e| Error::sys(format!("creating {}", start_fifo.display()), e))
         })();
-        let (streams, child_stdio) = match prepared {
-            Ok(v) => v,
-            Err(e) => {
-                cleanup(None);
-                return Err(e);
-            }
-        };
+        if let Err(e) = prepared {
+            cleanup();
+            return Err(e);
+        }
         let init_request = Request::Init(Box::new(InitRequest {
             spec: request.spec.clone(),
             bundle: request.bundle.clone(),
@@ -173,29 +176,25 @@ impl Backend for NativeBackend {
             start_fifo: start_fifo.clone(),
             cgroup_dirs: self.cgroup_mount_dirs(&cgroup),
         }));
-        let helper = self.helper.clone();
-        let spawned = {
-            let cgroup = cgroup.clone();
-            tokio::task::spawn_blocking(move || {
-                run_helper(&helper, &init_request, child_stdio, &cgroup)
-            })
-            .await
-            .map_err(|e| Error::Process(format!("create task failed: {e}")))?
-        };
-        match (spawned.result, spawned.pid) {
-            (Ok(()), Some(pid)) => Ok(Box::new(NativeContainer {
-                init: NativeProcess::watch(pid, streams),
+        let launched = launch(
+            &self.helper,
+            init_request,
+            &request.stdio,
+            cgroup.clone(),
+            id_maps(&request.spec),
+        )
+        .await;
+        match launched {
+            Ok(init) => Ok(Box::new(NativeContainer {
+                init,
                 spec: request.spec,
                 cgroup,
                 start_fifo,
                 helper: self.helper.clone(),
             })),
-            (result, pid) => {
-                drop(streams);
-                cleanup(pid);
-                Err(result
-                    .err()
-                    .unwrap_or_else(|| Error::Process("create failed".into())))
+            Err(e) => {
+                cleanup();
+                Err(e)
             }
         }
     }

@@ -75,4 +75,8 @@ impl Process for NativeProcess {
     async fn close_stdin(&self) {
         self.streams.lock().await.close_stdin();
     }
+
+    async fn resize_pty(&self, width: u32, height: u32) -> Result<()> {
+        self.streams.lock().await.resize(width, height)
+    }
 }

@@ -3,6 +3,9 @@
 //! The runtime sends one [`Request`]; the helper answers with the host pid of
 //! the process it forked ([`Report::Pid`]) and, from that process, either
 //! [`Report::Ready`] or [`Report::Error`]. Both sides then close the channel.
+//! On the way the helper may ask for help ([`Report::UserNamespace`]), which
+//! the runtime answers with [`Request::Continue`], or hand over the
+//! terminal's master side ([`Report::Terminal`]).
 
 use std::path::PathBuf;
 
@@ -19,6 +22,8 @@ pub(crate) enum Request {
     Init(Box<InitRequest>),
     /// Run a new process inside an existing container.
     Exec(Box<ExecRequest>),
+    /// The runtime did what a report asked for; the helper may go on.
+    Continue,
 }
 
 /// Everything needed to build a container's init process.
@@ -50,6 +55,11 @@ pub(crate) struct ExecRequest {
 pub(crate) enum Report {
     /// The host pid of the process that becomes the container's process.
     Pid(i32),
+    /// The helper created a user namespace and waits for its uid and gid
+    /// maps to be written (by the runtime, which holds the privileges).
+    UserNamespace,
+    /// The process's terminal; the master side is attached to this message.
+    Terminal,
     /// Setup succeeded.
     Ready,
     /// Setup failed, with a message for the user.

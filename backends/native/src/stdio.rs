@@ -5,7 +5,7 @@
 //! and know when all output has been delivered (every writer has gone), so an
 //! exit is reported only after the output written just before it.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,17 +34,35 @@ pub(crate) struct StreamCopier {
     outputs: Vec<JoinHandle<()>>,
     input: Option<JoinHandle<()>>,
     close_stdin: std::sync::Arc<Notify>,
+    /// The FIFOs, kept for a terminal that arrives after the process is made.
+    stdio: Stdio,
+    terminal: Option<OwnedFd>,
 }
 
 impl StreamCopier {
-    /// Opens the FIFOs named in `stdio` and returns the child's ends.
+    /// Opens the FIFOs named in `stdio` and returns the child's ends. A
+    /// process with a terminal gets `/dev/null` here and its terminal later,
+    /// through [`StreamCopier::attach_terminal`].
     pub fn open(stdio: &Stdio) -> Result<(StreamCopier, ChildStdio)> {
         let close_stdin = std::sync::Arc::new(Notify::new());
         let mut copier = StreamCopier {
             outputs: Vec::new(),
             input: None,
             close_stdin: close_stdin.clone(),
+            stdio: stdio.clone(),
+            terminal: None,
         };
+        if stdio.terminal {
+            let null = || std::process::Stdio::null();
+            return Ok((
+                copier,
+                ChildStdio {
+                    stdin: null(),
+                    stdout: null(),
+                    stderr: null(),
+                },
+            ));
+        }
         let stdin = match &stdio.stdin {
             Some(path) => {
                 let (read, write) = pipe_pair()?;
@@ -84,6 +102,52 @@ impl StreamCopier {
             .map_err(|e| Error::io("registering an output pipe", e))?;
         self.outputs.push(tokio::spawn(copy_output(read, fifo)));
         Ok(std::process::Stdio::from(write))
+    }
+
+    /// Copies between the terminal's master side and the FIFOs: stdin into
+    /// the terminal, the terminal into stdout.
+    pub fn attach_terminal(&mut self, master: OwnedFd) -> Result<()> {
+        nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(|e| Error::sys("making the terminal non-blocking", e))?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("duplicating the terminal", e));
+        if let Some(path) = self.stdio.stdout.clone() {
+            let fifo = pipe::OpenOptions::new()
+                .read_write(true)
+                .open_sender(&path)
+                .map_err(|e| Error::path("opening the output FIFO", &path, e))?;
+            let reader = pipe::Receiver::from_owned_fd_unchecked(dup(&master)?)
+                .map_err(|e| Error::io("registering the terminal", e))?;
+            self.outputs.push(tokio::spawn(copy_output(reader, fifo)));
+        }
+        if let Some(path) = self.stdio.stdin.clone() {
+            let fifo = pipe::OpenOptions::new()
+                .open_receiver(&path)
+                .map_err(|e| Error::path("opening the stdin FIFO", &path, e))?;
+            let writer = pipe::Sender::from_owned_fd_unchecked(dup(&master)?)
+                .map_err(|e| Error::io("registering the terminal", e))?;
+            self.input = Some(tokio::spawn(copy_input(fifo, writer, self.close_stdin.clone())));
+        }
+        self.terminal = Some(master);
+        Ok(())
+    }
+
+    /// Sets the terminal's window size.
+    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+        let Some(master) = &self.terminal else {
+            return Err(Error::State("the process has no terminal".into()));
+        };
+        let size = libc::winsize {
+            ws_row: height as u16,
+            ws_col: width as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: `master` is an open terminal and `size` a valid struct that
+        // outlives the call.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+            return Err(Error::io("resizing the terminal", std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     /// Closes the process's stdin so that it reads end-of-file.
@@ -128,8 +192,11 @@ async fn copy_input(
 }
 
 async fn copy_output(mut pipe: pipe::Receiver, mut fifo: pipe::Sender) {
-    if let Err(e) = tokio::io::copy(&mut pipe, &mut fifo).await {
-        log::debug!("copying output: {e}");
+    match tokio::io::copy(&mut pipe, &mut fifo).await {
+        Ok(_) => {}
+        // A terminal's master reads EIO once the last slave is closed: the end.
+        Err(e) if e.raw_os_error() == Some(libc::EIO) => {}
+        Err(e) => log::debug!("copying output: {e}"),
     }
 }
 

@@ -43,17 +43,8 @@ pub(crate) fn check(spec: &Spec) -> Result<()> {
         if !seen.insert(ns.typ()) {
             return Err(invalid(field, format!("{} is listed twice", ns.typ())));
         }
-        match ns.typ() {
-            LinuxNamespaceType::User | LinuxNamespaceType::Time => {
-                return Err(invalid(
-                    field,
-                    format!(
-                        "{} namespaces are not supported by the native backend yet",
-                        ns.typ()
-                    ),
-                ));
-            }
-            _ => {}
+        if ns.typ() == LinuxNamespaceType::Time {
+            return Err(invalid(field, "time namespaces are not supported by the native backend"));
         }
         if let Some(path) = ns.path() {
             if !path.is_absolute() {
@@ -66,6 +57,73 @@ pub(crate) fn check(spec: &Spec) -> Result<()> {
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         check_destination(&format!("mounts[{i}].destination"), m.destination())?;
+    }
+    let new_user_ns = namespaces.iter().any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+    let linux = spec.linux().as_ref();
+    for (field, maps) in [
+        ("linux.uidMappings", linux.and_then(|l| l.uid_mappings().as_ref())),
+        ("linux.gidMappings", linux.and_then(|l| l.gid_mappings().as_ref())),
+    ] {
+        let maps = maps.map(Vec::as_slice).unwrap_or_default();
+        if new_user_ns && maps.is_empty() {
+            return Err(invalid(field, "a new user namespace needs at least one mapping"));
+        }
+        if !new_user_ns && !maps.is_empty() {
+            return Err(invalid(field, "mappings need a new user namespace in linux.namespaces"));
+        }
+        for (i, m) in maps.iter().enumerate() {
+            let fits = |start: u32| u64::from(start) + u64::from(m.size()) <= u64::from(u32::MAX);
+            if m.size() == 0 || !fits(m.container_id()) || !fits(m.host_id()) {
+                return Err(invalid(
+                    format!("{field}[{i}]"),
+                    format!(
+                        "containerID {} hostID {} size {} is empty or overflows 32 bits",
+                        m.container_id(),
+                        m.host_id(),
+                        m.size()
+                    ),
+                ));
+            }
+        }
+    }
+    check_sysctls(spec, &namespaces)?;
+    Ok(())
+}
+
+/// Allows only sysctls that live in a namespace the container has of its
+/// own, so that no sysctl can change the host.
+fn check_sysctls(spec: &Spec, namespaces: &[oci_spec::runtime::LinuxNamespace]) -> Result<()> {
+    let own = |kind: LinuxNamespaceType| namespaces.iter().any(|ns| ns.typ() == kind && ns.path().is_none());
+    let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    for key in sysctls.keys() {
+        let field = format!("linux.sysctl.{key}");
+        let namespace = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            LinuxNamespaceType::Ipc
+        } else if key.starts_with("net.") {
+            LinuxNamespaceType::Network
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            LinuxNamespaceType::Uts
+        } else {
+            return Err(invalid(field, "not a namespaced sysctl; it would change the host"));
+        };
+        if !own(namespace) {
+            return Err(invalid(field, format!("needs the container's own {namespace} namespace")));
+        }
+        if key.contains('/') || key.split('.').any(|part| part.is_empty() || part == "..") {
+            return Err(invalid(field, "malformed key"));
+        }
     }
     Ok(())
 }
@@ -118,6 +176,34 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("linux.namespaces[1]"));
+    }
+
+    #[test]
+    fn host_sysctls_and_sysctls_without_their_namespace_are_refused() {
+        let with = |ns: &str, key: &str| {
+            spec(&format!(
+                r#"{{{BASE},"linux":{{"namespaces":[{ns}],"sysctl":{{"{key}":"1"}}}}}}"#
+            ))
+        };
+        check(&with(r#"{"type":"network"}"#, "net.ipv4.ip_forward")).unwrap();
+        let e = check(&with(r#"{"type":"ipc"}"#, "net.ipv4.ip_forward")).unwrap_err().to_string();
+        assert!(e.contains("linux.sysctl.net.ipv4.ip_forward") && e.contains("net"), "{e}");
+        let e = check(&with(r#"{"type":"network"}"#, "vm.swappiness")).unwrap_err().to_string();
+        assert!(e.contains("would change the host"), "{e}");
+    }
+
+    #[test]
+    fn id_maps_must_fit_and_match_a_user_namespace() {
+        let user = |maps: &str| {
+            spec(&format!(
+                r#"{{{BASE},"linux":{{"namespaces":[{{"type":"user"}}],"uidMappings":[{maps}],"gidMappings":[{{"containerID":0,"hostID":1000,"size":1}}]}}}}"#
+            ))
+        };
+        check(&user(r#"{"containerID":0,"hostID":100000,"size":65536}"#)).unwrap();
+        let e = check(&user(r#"{"containerID":0,"hostID":4294967295,"size":2}"#)).unwrap_err().to_string();
+        assert!(e.contains("linux.uidMappings[0]") && e.contains("overflows"), "{e}");
+        let e = check(&user("")).unwrap_err().to_string();
+        assert!(e.contains("linux.uidMappings"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+/// How many dangling symlinks `ensure` follows before giving up, as the
+/// kernel's own limit on symlinks in one lookup.
+const MAX_SYMLINKS: u32 = 40;
+
 /// A directory that path lookups are confined to.
 pub(crate) struct Root {
     fd: OwnedFd,
@@ -66,7 +70,12 @@ impl Root {
 
     /// Makes sure `path` exists inside the root, creating missing parent
     /// directories and the last component as `kind`; returns an `O_PATH` handle.
+    /// A dangling symlink on the way gets its target created, inside the root.
     pub fn ensure(&self, path: &Path, kind: Kind) -> io::Result<OwnedFd> {
+        self.ensure_within(path, kind, MAX_SYMLINKS)
+    }
+
+    fn ensure_within(&self, path: &Path, kind: Kind, links_left: u32) -> io::Result<OwnedFd> {
         match self.open_path(path) {
             Ok(fd) => return Ok(fd),
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
@@ -113,6 +122,16 @@ impl Root {
                 let e = io::Error::last_os_error();
                 if e.raw_os_error() != Some(libc::EEXIST) {
                     return Err(e);
+                }
+                // Something is there but does not resolve: a dangling symlink.
+                if self.open_path(&prefix).is_err() {
+                    if links_left == 0 {
+                        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                    }
+                    let target = std::fs::read_link(fd_path(&dir).join(name))?;
+                    let target = if target.is_absolute() { target } else { parent.join(target) };
+                    let wanted = if last { kind } else { Kind::Dir };
+                    self.ensure_within(&target, wanted, links_left - 1)?;
                 }
             }
         }

@@ -11,10 +11,12 @@
 //! nothing of the user's runs before Start.
 
 mod in_root;
+mod kernel;
 mod mount_options;
 mod namespaces;
 mod process;
 mod rootfs;
+mod terminal;
 
 use std::io::Read;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -56,13 +58,11 @@ pub fn main() -> ! {
     // SAFETY: the runtime placed the channel's socket at this descriptor
     // before exec; nothing else in this fresh process owns it.
     let stream = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
-    let mut channel = match Channel::new(stream) {
-        Ok(c) => c,
-        Err(_) => std::process::exit(2),
-    };
+    let mut channel = Channel::new(stream);
     let failure = match channel.recv::<Request>() {
         Ok(Some(Request::Init(request))) => create(channel, *request),
         Ok(Some(Request::Exec(request))) => exec(channel, *request),
+        Ok(Some(Request::Continue)) => (channel, InitError::msg("unexpected continue")),
         Ok(None) => std::process::exit(2),
         Err(e) => (channel, InitError::io("reading the request", e)),
     };
@@ -73,27 +73,33 @@ pub fn main() -> ! {
 
 /// Builds a container; returns only on failure.
 fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
-    if let Err(e) = namespaces::enter(&request.spec) {
+    if let Err(e) = namespaces::enter(&request.spec, &mut channel) {
         return (channel, e);
     }
-    match fork_reporting(&mut channel) {
-        Ok(()) => {}
-        Err(e) => return (channel, e),
+    if let Err(e) = fork_reporting(&mut channel) {
+        return (channel, e);
     }
     // The container's init process from here on.
     let result = (|| {
         let spec = &request.spec;
-        rootfs::prepare(spec, &request.rootfs)?;
-        rootfs::mount_all(spec, &request.bundle, &request.rootfs, &request.cgroup_dirs)?;
-        rootfs::create_devices(spec, &request.rootfs)?;
-        let fifo = open_start_fifo(&request.start_fifo)?;
-        rootfs::pivot(&request.rootfs)?;
-        rootfs::restrict(spec)?;
-        namespaces::set_hostname(spec)?;
         let process = spec
             .process()
             .as_ref()
             .ok_or_else(|| InitError::msg("the spec has no process"))?;
+        let in_user_ns = namespaces::has_own(spec, oci_spec::runtime::LinuxNamespaceType::User);
+        rootfs::prepare(spec, &request.rootfs)?;
+        rootfs::mount_all(spec, &request.bundle, &request.rootfs, &request.cgroup_dirs)?;
+        rootfs::create_devices(spec, &request.rootfs, in_user_ns)?;
+        let fifo = open_start_fifo(&request.start_fifo)?;
+        rootfs::pivot(&request.rootfs)?;
+        kernel::set_sysctls(spec)?;
+        rootfs::restrict(spec)?;
+        namespaces::set_hostname(spec)?;
+        if process.terminal().unwrap_or(false) {
+            terminal::attach(process, &mut channel)?;
+        }
+        kernel::set_oom_score_adj(process)?;
+        kernel::set_personality(spec)?;
         let program = process::prepare(process)?;
         Ok((fifo, program))
     })();
@@ -122,7 +128,15 @@ fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
     if let Err(e) = fork_reporting(&mut channel) {
         return (channel, e);
     }
-    let program = match process::prepare(&request.process) {
+    let result = (|| {
+        let process = &request.process;
+        if process.terminal().unwrap_or(false) {
+            terminal::attach(process, &mut channel)?;
+        }
+        kernel::set_oom_score_adj(process)?;
+        process::prepare(process)
+    })();
+    let program = match result {
         Ok(p) => p,
         Err(e) => return (channel, e),
     };
@@ -135,8 +149,11 @@ fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
     std::process::exit(127)
 }
 
-/// Forks. The parent reports the child's pid and exits; the child returns.
+/// Forks. The parent reports the child's pid and exits; the child returns
+/// once that report is out, so the two never write to the channel at once.
 fn fork_reporting(channel: &mut Channel) -> Result<()> {
+    let (wait_read, wait_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
     // SAFETY: this process is single-threaded (a fresh exec of the runtime
     // that started no threads), so the child may run arbitrary code.
     match unsafe { fork() } {
@@ -145,9 +162,20 @@ fn fork_reporting(channel: &mut Channel) -> Result<()> {
                 Ok(()) => 0,
                 Err(_) => 1,
             };
+            // Exiting closes `wait_write`, which releases the child.
             std::process::exit(code)
         }
-        Ok(ForkResult::Child) => Ok(()),
+        Ok(ForkResult::Child) => {
+            drop(wait_write);
+            let mut byte = [0u8; 1];
+            let mut released = std::fs::File::from(wait_read);
+            while let Err(e) = released.read(&mut byte) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(InitError::io("waiting for the pid report", e));
+                }
+            }
+            Ok(())
+        }
         Err(e) => Err(InitError::sys("fork", e)),
     }
 }

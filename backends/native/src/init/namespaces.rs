@@ -6,15 +6,28 @@ use nix::sched::{setns, unshare, CloneFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::{InitError, Result};
+use crate::channel::Channel;
+use crate::protocol::{Report, Request};
 
 /// The clone flag of a namespace type.
 fn flag(kind: LinuxNamespaceType) -> CloneFlags {
     CloneFlags::from_bits_truncate(kind as i32)
 }
 
+/// Whether the spec gives the container a new namespace of `kind` (rather
+/// than none, or one joined by path).
+pub(crate) fn has_own(spec: &Spec, kind: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|list| list.iter().any(|ns| ns.typ() == kind && ns.path().is_none()))
+}
+
 /// Joins the namespaces that have a path, then creates the others, as
-/// `linux.namespaces` lists them. A new PID namespace applies to the next fork.
-pub(crate) fn enter(spec: &Spec) -> Result<()> {
+/// `linux.namespaces` lists them. A new user namespace comes first, so that
+/// it owns the others; the runtime writes its id maps while the helper waits.
+/// A new PID namespace applies to the next fork.
+pub(crate) fn enter(spec: &Spec, channel: &mut Channel) -> Result<()> {
     let listed = spec
         .linux()
         .as_ref()
@@ -29,6 +42,23 @@ pub(crate) fn enter(spec: &Spec) -> Result<()> {
         }
     }
     join(&to_join)?;
+    if to_create.contains(CloneFlags::CLONE_NEWUSER) {
+        to_create.remove(CloneFlags::CLONE_NEWUSER);
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| InitError::sys("creating the user namespace", e))?;
+        channel
+            .send(&Report::UserNamespace)
+            .map_err(|e| InitError::io("asking for the id maps", e))?;
+        match channel.recv::<Request>() {
+            Ok(Some(Request::Continue)) => {}
+            Ok(_) => return Err(InitError::msg("the runtime did not write the id maps")),
+            Err(e) => return Err(InitError::io("waiting for the id maps", e)),
+        }
+        // Become the namespace's root, which the maps now name.
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(|e| InitError::sys("becoming gid 0 in the user namespace", e))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(|e| InitError::sys("becoming uid 0 in the user namespace", e))?;
+    }
     if !to_create.is_empty() {
         unshare(to_create)
             .map_err(|e| InitError::sys(format!("creating namespaces {to_create:?}"), e))?;

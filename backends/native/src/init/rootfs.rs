@@ -232,8 +232,9 @@ fn mount_cgroups(
 }
 
 /// Creates the default device nodes and links (when `/dev` is a tmpfs of the
-/// spec) and the spec's own `linux.devices`.
-pub(crate) fn create_devices(spec: &Spec, rootfs: &Path) -> Result<()> {
+/// spec) and the spec's own `linux.devices`. In a user namespace, where
+/// mknod is not allowed, the host's nodes are bind-mounted instead.
+pub(crate) fn create_devices(spec: &Spec, rootfs: &Path, in_user_ns: bool) -> Result<()> {
     let root = Root::open(rootfs).map_err(|e| InitError::io("opening the rootfs", e))?;
     let fresh_dev = spec
         .mounts()
@@ -259,9 +260,24 @@ pub(crate) fn create_devices(spec: &Spec, rootfs: &Path) -> Result<()> {
     }
     let devices = spec.linux().as_ref().and_then(|l| l.devices().clone());
     for (i, device) in devices.iter().flatten().enumerate() {
-        create_device(&root, device).map_err(|e| e.context(format!("linux.devices[{i}]")))?;
+        let created = if in_user_ns {
+            bind_host_node(&root, device.path())
+        } else {
+            create_device(&root, device)
+        };
+        created.map_err(|e| e.context(format!("linux.devices[{i}]")))?;
     }
     Ok(())
+}
+
+/// Makes the host's node at `path` appear at the same path in the container.
+fn bind_host_node(root: &Root, path: &Path) -> Result<()> {
+    let options = MountOptions {
+        flags: MsFlags::MS_BIND,
+        ..Default::default()
+    };
+    bind(root, path, path, Kind::File, &options)
+        .map_err(|e| e.context(format!("binding the host's {}", path.display())))
 }
 
 fn create_device(root: &Root, device: &LinuxDevice) -> Result<()> {

@@ -1,0 +1,221 @@
+//! Runtime classes: chosen by the runtime name (shim binary name), the
+//! configuration file containerd passes (`ctr run --runtime-config-path`)
+//! and the `io.strata.runtime-class` annotation; backends that do not exist
+//! yet and broken configuration files fail Create cleanly.
+
+use std::path::PathBuf;
+
+use strata_e2e::{assert_code, run_case, CmdOutput, Containerd, RunOptions, STRATA};
+
+const NATIVE_RUNTIME: &str = "io.containerd.strata-native.v2";
+const INTERPOSE_RUNTIME: &str = "io.containerd.strata-interpose.v2";
+const NOT_AVAILABLE: &str = "not available yet";
+
+/// Writes a configuration file into the fixture directory.
+fn write_config(c: &Containerd, name: &str, text: &str) -> PathBuf {
+    let dir = c.dir().join("strata-configs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `RunOptions` that pass `config` as the runtime options' `ConfigPath`.
+fn with_config(opts: RunOptions, config: &std::path::Path) -> RunOptions {
+    opts.flag("--runtime-config-path")
+        .flag(&config.display().to_string())
+}
+
+/// Runs `opts`, which must fail Create; returns the output after checking
+/// that no container, task, process, mount, cgroup or socket is left.
+#[track_caller]
+fn run_failing(c: &Containerd, opts: &RunOptions) -> CmdOutput {
+    let before = c.snapshot();
+    let out = c.run(opts).unwrap();
+    assert_ne!(out.code, 0, "the container ran: {out}");
+    assert!(
+        c.containers().unwrap().is_empty(),
+        "container left registered after {out}"
+    );
+    assert!(c.tasks().unwrap().is_empty(), "task left after {out}");
+    c.assert_no_leftovers(&before);
+    out
+}
+
+/// Runs `echo` with `opts` and checks its output.
+#[track_caller]
+fn run_echo(c: &Containerd, opts: RunOptions, word: &str) {
+    let out = c.run(&opts).unwrap();
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, format!("{word}\n"), "{out}");
+}
+
+/// The runtime `io.containerd.strata-native.v2` (shim binary
+/// `containerd-shim-strata-native-v2`) runs containers.
+#[test]
+fn native_runtime_name_runs_strata() {
+    run_case(STRATA, |c| {
+        run_echo(
+            c,
+            RunOptions::new("by-name", ["echo", "native"]).runtime(NATIVE_RUNTIME),
+            "native",
+        );
+    });
+}
+
+/// The runtime `io.containerd.strata-interpose.v2` selects a backend that
+/// does not exist yet: Create fails saying so and leaves nothing behind.
+#[test]
+fn interpose_runtime_name_fails_strata() {
+    run_case(STRATA, |c| {
+        let out = run_failing(
+            c,
+            &RunOptions::new("interposed", ["true"]).runtime(INTERPOSE_RUNTIME),
+        );
+        assert!(out.stderr.contains(NOT_AVAILABLE), "{out}");
+        assert!(out.stderr.contains("backend \"interpose\""), "{out}");
+    });
+}
+
+/// A configuration file with a syntax error, an unknown key or an unknown
+/// backend fails Create with an error naming the file, the line and (for
+/// the key errors) the key, and leaves nothing behind.
+#[test]
+fn broken_config_file_fails_strata() {
+    run_case(STRATA, |c| {
+        let cases: [(&str, &str, usize, Option<&str>); 3] = [
+            (
+                "syntax.toml",
+                "default_class = \"fast\"\n\n[classes.fast]\nbackend = \"native\n",
+                4,
+                None,
+            ),
+            (
+                "unknown-key.toml",
+                "default_class = \"fast\"\n\n[classes.fast]\nbackend = \"native\"\n\n\
+                 [classes.slow]\nbakend = \"native\"\n",
+                7,
+                Some("classes.slow.bakend"),
+            ),
+            (
+                "unknown-backend.toml",
+                "# a comment\ndefault_class = \"fast\"\n[classes.fast]\nbackend = \"qemu\"\n",
+                4,
+                Some("classes.fast.backend"),
+            ),
+        ];
+        for (i, (name, text, line, key)) in cases.into_iter().enumerate() {
+            let path = write_config(c, name, text);
+            let out = run_failing(
+                c,
+                &with_config(RunOptions::new(&format!("badcfg{i}"), ["true"]), &path),
+            );
+            let at = format!("{}:{line}", path.display());
+            assert!(
+                out.stderr.contains(&at),
+                "error does not point at {at}: {out}"
+            );
+            if let Some(key) = key {
+                assert!(out.stderr.contains(key), "error does not name {key}: {out}");
+            }
+        }
+    });
+}
+
+/// A configuration file whose default class is `fast` on the native backend
+/// runs containers; an annotation naming a class it does not define fails
+/// Create naming that class.
+#[test]
+fn config_file_default_class_strata() {
+    run_case(STRATA, |c| {
+        let path = write_config(
+            c,
+            "fast.toml",
+            "default_class = \"fast\"\n\n[classes.fast]\nbackend = \"native\"\n",
+        );
+        run_echo(
+            c,
+            with_config(RunOptions::new("fast", ["echo", "fast"]), &path),
+            "fast",
+        );
+        let out = run_failing(
+            c,
+            &with_config(RunOptions::new("nope", ["true"]), &path)
+                .annotation(strata_e2e::RUNTIME_CLASS_ANNOTATION, "nope"),
+        );
+        assert!(
+            out.stderr.contains("\"nope\""),
+            "error does not name the class: {out}"
+        );
+        // The class named by the annotation is not defined in this file, so
+        // there is no fallback to `fast` or to the built-in classes.
+        let out = run_failing(
+            c,
+            &with_config(RunOptions::new("native-ann", ["true"]), &path)
+                .annotation(strata_e2e::RUNTIME_CLASS_ANNOTATION, "native"),
+        );
+        assert!(out.stderr.contains("class \"native\""), "{out}");
+    });
+}
+
+/// A class on the microvm backend, chosen by annotation, fails Create with
+/// "not available yet"; the same file's native default class still runs.
+#[test]
+fn microvm_class_by_annotation_fails_strata() {
+    run_case(STRATA, |c| {
+        let path = write_config(
+            c,
+            "vm.toml",
+            "default_class = \"plain\"\n\n[classes.plain]\nbackend = \"native\"\n\n\
+             [classes.vm]\nbackend = \"microvm\"\n",
+        );
+        let out = run_failing(
+            c,
+            &with_config(RunOptions::new("vm", ["true"]), &path)
+                .annotation(strata_e2e::RUNTIME_CLASS_ANNOTATION, "vm"),
+        );
+        assert!(out.stderr.contains(NOT_AVAILABLE), "{out}");
+        assert!(out.stderr.contains("backend \"microvm\""), "{out}");
+        run_echo(
+            c,
+            with_config(RunOptions::new("plain", ["echo", "plain"]), &path),
+            "plain",
+        );
+    });
+}
+
+/// The class comes from the annotation first, then the runtime (binary)
+/// name, then `default_class`.
+#[test]
+fn class_precedence_strata() {
+    run_case(STRATA, |c| {
+        let path = write_config(
+            c,
+            "precedence.toml",
+            "default_class = \"vm\"\n\n[classes.vm]\nbackend = \"microvm\"\n\n\
+             [classes.native]\nbackend = \"native\"\n",
+        );
+        // No annotation, generic runtime name: the default class (microvm).
+        let out = run_failing(c, &with_config(RunOptions::new("dflt", ["true"]), &path));
+        assert!(out.stderr.contains(NOT_AVAILABLE), "{out}");
+        // The runtime name beats the default class.
+        run_echo(
+            c,
+            with_config(
+                RunOptions::new("named", ["echo", "named"]).runtime(NATIVE_RUNTIME),
+                &path,
+            ),
+            "named",
+        );
+        // The annotation beats the runtime name.
+        let out = run_failing(
+            c,
+            &with_config(
+                RunOptions::new("annotated", ["true"]).runtime(NATIVE_RUNTIME),
+                &path,
+            )
+            .annotation(strata_e2e::RUNTIME_CLASS_ANNOTATION, "vm"),
+        );
+        assert!(out.stderr.contains(NOT_AVAILABLE), "{out}");
+    });
+}
