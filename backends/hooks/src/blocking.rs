@@ -9,16 +9,16 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::ExitStatusExt;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use oci_spec::runtime::Hook;
 
-use crate::hook::{kill_group, prepare, Ended, Ending, Tail, DRAIN_GRACE, KILL_GRACE};
+use crate::hook::{kill_group, prepare, Ended, Ending, Spawned, Tail, DRAIN_GRACE, KILL_GRACE};
 use crate::HookFailure;
 
 /// How often the exit is checked for when there is no pidfd to wait on.
@@ -27,11 +27,11 @@ const TICK: Duration = Duration::from_millis(10);
 /// Runs `hook` with `input` on its stdin and returns how it ended.
 pub(crate) fn run_one(hook: &Hook, input: &[u8]) -> Result<Ended, HookFailure> {
     let prepared = prepare(hook)?;
-    let mut command = prepared.command;
-    let mut child = command.spawn().map_err(HookFailure::Spawn)?;
-    let result = Pipes::take(&mut child, input).and_then(|pipes| {
+    let spawned = prepared.spawn()?;
+    let pid = spawned.pid;
+    let result = Pipes::new(spawned, input).and_then(|pipes| {
         Run {
-            child: &mut child,
+            pid,
             pipes,
             limit: prepared.timeout,
         }
@@ -39,10 +39,28 @@ pub(crate) fn run_one(hook: &Hook, input: &[u8]) -> Result<Ended, HookFailure> {
     });
     if result.is_err() {
         // Do not leave a hook behind that we can no longer talk to.
-        kill_group(child.id() as i32);
-        let _ = child.wait();
+        kill_group(pid);
+        let _ = waitpid(Pid::from_raw(pid), None);
     }
     result
+}
+
+/// Collects `pid` if it has exited, as a raw wait status.
+fn try_reap(pid: i32) -> Result<Option<i32>, HookFailure> {
+    loop {
+        return match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Ok(Some(code << 8)),
+            Ok(WaitStatus::Signaled(_, signal, core)) => {
+                Ok(Some(signal as i32 | if core { 0x80 } else { 0 }))
+            }
+            Ok(_) => Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => Err(HookFailure::Io {
+                what: "waiting for the hook",
+                error: e.into(),
+            }),
+        };
+    }
 }
 
 /// Our ends of the hook's pipes (each dropped once finished) and the tails.
@@ -57,29 +75,22 @@ struct Pipes<'a> {
 }
 
 impl<'a> Pipes<'a> {
-    fn take(child: &mut Child, input: &'a [u8]) -> Result<Self, HookFailure> {
-        let stdin = child.stdin.take().map(OwnedFd::from);
-        let stdout = child.stdout.take().map(OwnedFd::from);
-        let stderr = child.stderr.take().map(OwnedFd::from);
-        for fd in [&stdin, &stdout, &stderr].into_iter().flatten() {
+    fn new(spawned: Spawned, input: &'a [u8]) -> Result<Self, HookFailure> {
+        for fd in [&spawned.stdin, &spawned.stdout, &spawned.stderr] {
             set_nonblocking(fd).map_err(|e| HookFailure::Io {
                 what: "setting up the hook's pipes",
                 error: e.into(),
             })?;
         }
-        let mut pipes = Pipes {
-            stdin: stdin.map(File::from),
-            stdout: stdout.map(File::from),
-            stderr: stderr.map(File::from),
+        Ok(Pipes {
+            stdin: (!input.is_empty()).then(|| File::from(spawned.stdin)),
+            stdout: Some(File::from(spawned.stdout)),
+            stderr: Some(File::from(spawned.stderr)),
             input,
             written: 0,
             stdout_tail: Tail::default(),
             stderr_tail: Tail::default(),
-        };
-        if input.is_empty() {
-            pipes.stdin = None;
-        }
-        Ok(pipes)
+        })
     }
 
     fn reading(&self) -> bool {
@@ -88,7 +99,11 @@ impl<'a> Pipes<'a> {
 
     /// Waits up to `wait` (forever if `None`) for a pipe or `pidfd` to become
     /// ready and serves the pipes that are.
-    fn serve(&mut self, pidfd: Option<&OwnedFd>, wait: Option<Duration>) -> Result<(), HookFailure> {
+    fn serve(
+        &mut self,
+        pidfd: Option<&OwnedFd>,
+        wait: Option<Duration>,
+    ) -> Result<(), HookFailure> {
         let timeout = match wait {
             None => PollTimeout::NONE,
             Some(d) => {
@@ -200,15 +215,15 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
 }
 
 /// One started hook being followed to its end.
-struct Run<'c, 'a> {
-    child: &'c mut Child,
+struct Run<'a> {
+    pid: i32,
     pipes: Pipes<'a>,
     limit: Option<Duration>,
 }
 
-impl Run<'_, '_> {
+impl Run<'_> {
     fn drive(mut self) -> Result<Ended, HookFailure> {
-        let pid = self.child.id() as i32;
+        let pid = self.pid;
         // Opened before the first exit check, so it cannot refer to a
         // recycled pid: the child is not reaped until we reap it.
         let pidfd = pidfd_open(pid);
@@ -219,12 +234,8 @@ impl Run<'_, '_> {
         loop {
             let now = Instant::now();
             if status.is_none() {
-                let exited = self.child.try_wait().map_err(|error| HookFailure::Io {
-                    what: "waiting for the hook",
-                    error,
-                })?;
-                if let Some(exit) = exited {
-                    status = Some(exit.into_raw());
+                if let Some(exit) = try_reap(pid)? {
+                    status = Some(exit);
                     drain_until = Some(now + DRAIN_GRACE);
                 }
             }

@@ -44,9 +44,10 @@ pub enum HookFailure {
     /// `timeout` was zero or negative; the spec requires it to be positive.
     #[error("the timeout must be a positive number of seconds, not {0}")]
     BadTimeout(i64),
-    /// An `env` entry without `=`, which cannot be passed to a process.
-    #[error("the environment entry {0:?} is not of the form KEY=VALUE")]
-    BadEnv(String),
+    /// The path, an argument or an environment entry contains a NUL byte,
+    /// which cannot be passed to a program.
+    #[error("{0} contains a NUL byte")]
+    Nul(&'static str),
     /// The hook could not be started: the path is missing, not executable, ...
     #[error("cannot be started: {0}")]
     Spawn(io::Error),

@@ -1,13 +1,18 @@
-//! What both ways of running a hook share: checking its settings, building
-//! the command, keeping the end of its output and judging how it ended.
+//! What both ways of running a hook share: checking its settings, starting
+//! it, keeping the end of its output and judging how it ended.
 
+use std::ffi::CString;
 use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+use nix::sys::signal::{kill, killpg, SigSet, Signal};
+use nix::unistd::{pipe2, Pid};
 use oci_spec::runtime::Hook;
 
 use crate::HookFailure;
@@ -24,20 +29,31 @@ pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// waiting (a process stuck in the kernel cannot be hurried).
 pub(crate) const KILL_GRACE: Duration = Duration::from_secs(5);
 
-/// A hook's command, ready to spawn, and its time limit.
+/// A checked hook, ready to start.
 pub(crate) struct Prepared {
-    /// The command with argv, environment, pipes and process group set.
-    pub command: Command,
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
     /// The hook's `timeout`, if it has one.
     pub timeout: Option<Duration>,
 }
 
-/// Checks `hook` and builds its command.
+/// A started hook: its pid and our ends of its standard streams.
+pub(crate) struct Spawned {
+    /// The hook's pid, which is also its process group.
+    pub pid: i32,
+    /// Where the state is written.
+    pub stdin: OwnedFd,
+    /// Its stdout.
+    pub stdout: OwnedFd,
+    /// Its stderr.
+    pub stderr: OwnedFd,
+}
+
+/// Checks `hook`'s settings before anything is started.
 ///
-/// The hook gets exactly its `env`, `args[0]` as its argv\[0\], pipes on all
-/// three standard streams, and a process group of its own so that a timeout
-/// can kill whatever it started as well. Descriptors beyond the standard
-/// three are not inherited.
+/// `args` becomes argv exactly (`args[0]` included; the path when `args` is
+/// empty) and `env` the whole environment, entries passed as written.
 pub(crate) fn prepare(hook: &Hook) -> Result<Prepared, HookFailure> {
     let path = hook.path();
     if !path.is_absolute() {
@@ -48,44 +64,94 @@ pub(crate) fn prepare(hook: &Hook) -> Result<Prepared, HookFailure> {
         Some(seconds) if seconds > 0 => Some(Duration::from_secs(seconds as u64)),
         Some(seconds) => return Err(HookFailure::BadTimeout(seconds)),
     };
-    let mut command = Command::new(path);
-    if let Some((first, rest)) = hook.args().as_deref().and_then(<[String]>::split_first) {
-        command.arg0(first).args(rest);
-    }
-    command.env_clear();
-    for entry in hook.env().iter().flatten() {
-        let (key, value) = entry
-            .split_once('=')
-            .ok_or_else(|| HookFailure::BadEnv(entry.clone()))?;
-        command.env(key, value);
-    }
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    // SAFETY: the closure runs between fork and exec; it makes one system
-    // call, which is async-signal-safe, and neither allocates nor locks.
-    unsafe { command.pre_exec(keep_only_stdio) };
-    Ok(Prepared { command, timeout })
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| HookFailure::Nul("path"))?;
+    let argv = match hook.args().as_deref() {
+        Some(args) if !args.is_empty() => c_strings(args, "an argument")?,
+        _ => vec![path.clone()],
+    };
+    let envp = c_strings(hook.env().as_deref().unwrap_or(&[]), "an environment entry")?;
+    Ok(Prepared {
+        path,
+        argv,
+        envp,
+        timeout,
+    })
 }
 
-/// Marks every descriptor above stderr close-on-exec in the forked child, so
-/// a hook cannot hold on to the caller's sockets or pipes (for example the
-/// channel between the shim and a container's init).
-fn keep_only_stdio() -> io::Result<()> {
-    // SAFETY: close_range only changes descriptor flags of this process and
-    // reads no memory. Kernels without it answer ENOSYS, which is ignored:
-    // descriptors opened by Rust are close-on-exec anyway.
-    let _ = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
+fn c_strings(items: &[String], what: &'static str) -> Result<Vec<CString>, HookFailure> {
+    items
+        .iter()
+        .map(|item| CString::new(item.as_bytes()).map_err(|_| HookFailure::Nul(what)))
+        .collect()
+}
+
+impl Prepared {
+    /// Starts the hook with pipes on its standard streams, in a process group
+    /// of its own (so a timeout can kill whatever it started too), with
+    /// default signal handling and an empty signal mask.
+    ///
+    /// `posix_spawn` reports a missing or non-executable path as an error and
+    /// never waits for a child itself afterwards, unlike `Command::spawn`,
+    /// whose internal wait after a failed exec would race with (and panic
+    /// because of) the shim's reaper.
+    pub fn spawn(&self) -> Result<Spawned, HookFailure> {
+        let io_err = |what| {
+            move |e: nix::Error| HookFailure::Io {
+                what,
+                error: e.into(),
+            }
+        };
+        let pipe = || -> nix::Result<(OwnedFd, OwnedFd)> {
+            let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
+            Ok((above_stdio(read)?, above_stdio(write)?))
+        };
+        let (stdin_theirs, stdin) = pipe().map_err(io_err("creating the hook's pipes"))?;
+        let (stdout, stdout_theirs) = pipe().map_err(io_err("creating the hook's pipes"))?;
+        let (stderr, stderr_theirs) = pipe().map_err(io_err("creating the hook's pipes"))?;
+
+        let setup = || -> nix::Result<(PosixSpawnFileActions, PosixSpawnAttr)> {
+            let mut actions = PosixSpawnFileActions::init()?;
+            actions.add_dup2(stdin_theirs.as_raw_fd(), 0)?;
+            actions.add_dup2(stdout_theirs.as_raw_fd(), 1)?;
+            actions.add_dup2(stderr_theirs.as_raw_fd(), 2)?;
+            let mut attr = PosixSpawnAttr::init()?;
+            attr.set_pgroup(Pid::from_raw(0))?;
+            attr.set_sigdefault(&SigSet::all())?;
+            attr.set_sigmask(&SigSet::empty())?;
+            attr.set_flags(
+                PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+                    | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+                    | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK,
+            )?;
+            Ok((actions, attr))
+        };
+        let (actions, attr) = setup().map_err(io_err("preparing to start the hook"))?;
+        let pid = posix_spawn(
+            self.path.as_c_str(),
+            &actions,
+            &attr,
+            &self.argv,
+            &self.envp,
         )
-    };
-    Ok(())
+        .map_err(|e| HookFailure::Spawn(e.into()))?;
+        Ok(Spawned {
+            pid: pid.as_raw(),
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Moves a descriptor above 2, so that setting up the child's standard
+/// streams cannot overwrite one pipe end with another.
+fn above_stdio(fd: OwnedFd) -> nix::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let raw = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
 }
 
 /// Kills a timed-out hook and everything in its process group.
@@ -266,9 +332,12 @@ mod tests {
         assert!(matches!(prepare(&zero), Err(HookFailure::BadTimeout(0))));
         let env = HookBuilder::default()
             .path("/bin/true")
-            .env(vec!["A=1".to_string(), "JUSTAKEY".to_string()])
+            .env(vec!["A=1".to_string(), "B=\0".to_string()])
             .build()
             .unwrap();
-        assert!(matches!(prepare(&env), Err(HookFailure::BadEnv(e)) if e == "JUSTAKEY"));
+        assert!(matches!(
+            prepare(&env),
+            Err(HookFailure::Nul("an environment entry"))
+        ));
     }
 }

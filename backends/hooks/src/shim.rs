@@ -1,11 +1,8 @@
 //! Running one hook from the shim, where the global reaper owns every exit.
 //!
-//! The hook is started with `std::process::Command` and its exit is claimed
-//! from `strata_backend::reaper` at once; waiting on the child directly would
-//! race with the reaper's `waitpid(-1)`. The pipes are driven by tokio.
-
-use std::os::fd::OwnedFd;
-use std::process::Child;
+//! The hook's exit is claimed from `strata_backend::reaper` right after it is
+//! started; waiting on the child directly would race with the reaper's
+//! `waitpid(-1)`. The pipes are driven by tokio.
 
 use oci_spec::runtime::Hook;
 use strata_backend::reaper;
@@ -13,17 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::hook::{kill_group, prepare, Ended, Ending, Tail, DRAIN_GRACE, KILL_GRACE};
+use crate::hook::{kill_group, prepare, Ended, Ending, Spawned, Tail, DRAIN_GRACE, KILL_GRACE};
 use crate::HookFailure;
 
 /// Runs `hook` with `input` on its stdin and returns how it ended.
 pub(crate) async fn run_one(hook: &Hook, input: &[u8]) -> Result<Ended, HookFailure> {
     let prepared = prepare(hook)?;
-    let mut command = prepared.command;
-    let mut child = command.spawn().map_err(HookFailure::Spawn)?;
-    let pid = child.id() as i32;
+    let spawned = prepared.spawn()?;
+    let pid = spawned.pid;
     let mut exit = reaper::watch(pid);
-    let (stdin, stdout, stderr) = match pipes(&mut child) {
+    let (stdin, stdout, stderr) = match pipes(spawned) {
         Ok(pipes) => pipes,
         Err(error) => {
             kill_group(pid);
@@ -34,8 +30,6 @@ pub(crate) async fn run_one(hook: &Hook, input: &[u8]) -> Result<Ended, HookFail
             });
         }
     };
-    // Dropping a `Child` neither waits nor kills; the reaper has the exit.
-    drop(child);
 
     let mut stdout_tail = Tail::default();
     let mut stderr_tail = Tail::default();
@@ -89,15 +83,11 @@ pub(crate) async fn run_one(hook: &Hook, input: &[u8]) -> Result<Ended, HookFail
 }
 
 /// Our ends of the hook's three pipes, registered with tokio.
-fn pipes(child: &mut Child) -> std::io::Result<(pipe::Sender, pipe::Receiver, pipe::Receiver)> {
-    let missing = || std::io::Error::other("a standard stream was not piped");
-    let stdin = OwnedFd::from(child.stdin.take().ok_or_else(missing)?);
-    let stdout = OwnedFd::from(child.stdout.take().ok_or_else(missing)?);
-    let stderr = OwnedFd::from(child.stderr.take().ok_or_else(missing)?);
+fn pipes(spawned: Spawned) -> std::io::Result<(pipe::Sender, pipe::Receiver, pipe::Receiver)> {
     Ok((
-        pipe::Sender::from_owned_fd(stdin)?,
-        pipe::Receiver::from_owned_fd(stdout)?,
-        pipe::Receiver::from_owned_fd(stderr)?,
+        pipe::Sender::from_owned_fd(spawned.stdin)?,
+        pipe::Receiver::from_owned_fd(spawned.stdout)?,
+        pipe::Receiver::from_owned_fd(spawned.stderr)?,
     ))
 }
 

@@ -8,18 +8,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Spec};
+use strata_hooks::HookKind;
 use strata_backend::{Container, Error, Process, Result, Stdio};
 use strata_cgroups::Cgroup;
 
 use crate::process::NativeProcess;
 use crate::protocol::{ExecRequest, Request};
-use crate::spawn::launch;
+use crate::spawn::{launch, Support};
 
 /// A container whose processes live in namespaces and a cgroup of their own.
 pub(crate) struct NativeContainer {
     pub(crate) init: NativeProcess,
     pub(crate) spec: Spec,
+    /// What exec'd processes get from the runtime side (no hooks, no id maps).
+    pub(crate) support: Support,
     pub(crate) cgroup: Arc<Cgroup>,
     pub(crate) start_fifo: PathBuf,
     pub(crate) helper: PathBuf,
@@ -35,7 +38,8 @@ impl Container for NativeContainer {
         let fifo = self.start_fifo.clone();
         tokio::task::spawn_blocking(move || release(&fifo))
             .await
-            .map_err(|e| Error::Process(format!("start task failed: {e}")))?
+            .map_err(|e| Error::Process(format!("start task failed: {e}")))??;
+        self.run_hooks(HookKind::Poststart, ContainerState::Running).await
     }
 
     async fn exec(
@@ -67,8 +71,9 @@ impl Container for NativeContainer {
         let request = Request::Exec(Box::new(ExecRequest {
             process,
             namespaces,
+            seccomp: self.support.seccomp.clone(),
         }));
-        let process = launch(&self.helper, request, &stdio, self.cgroup.clone(), None).await?;
+        let process = launch(&self.helper, request, &stdio, self.cgroup.clone(), self.support.clone()).await?;
         Ok(Box::new(process))
     }
 
@@ -100,7 +105,21 @@ impl Container for NativeContainer {
         let fifo = self.start_fifo.clone();
         tokio::task::spawn_blocking(move || teardown(&cgroup, &fifo))
             .await
-            .map_err(|e| Error::Process(format!("teardown task failed: {e}")))?
+            .map_err(|e| Error::Process(format!("teardown task failed: {e}")))??;
+        self.run_hooks(HookKind::Poststop, ContainerState::Stopped).await
+    }
+}
+
+impl NativeContainer {
+    /// Runs the spec's hooks of `kind` from the runtime's namespaces.
+    async fn run_hooks(&self, kind: HookKind, status: ContainerState) -> Result<()> {
+        let Some(hooks) = self.spec.hooks() else {
+            return Ok(());
+        };
+        let state = self.support.state(self.init.pid() as i32, status);
+        strata_hooks::run(kind, hooks, &state)
+            .await
+            .map_err(|e| Error::Process(e.to_string()))
     }
 }
 

@@ -25,7 +25,7 @@ use strata_cgroups::{Cgroup, Hierarchy, Version};
 
 use crate::container::{teardown, NativeContainer};
 use crate::protocol::{InitRequest, Request};
-use crate::spawn::{launch, IdMaps};
+use crate::spawn::{launch, IdMaps, Support};
 
 pub use init::main as init_main;
 
@@ -170,24 +170,32 @@ impl Backend for NativeBackend {
             return Err(e);
         }
         let init_request = Request::Init(Box::new(InitRequest {
+            id: request.id.clone(),
             spec: request.spec.clone(),
             bundle: request.bundle.clone(),
             rootfs,
             start_fifo: start_fifo.clone(),
             cgroup_dirs: self.cgroup_mount_dirs(&cgroup),
         }));
-        let launched = launch(
-            &self.helper,
-            init_request,
-            &request.stdio,
-            cgroup.clone(),
-            id_maps(&request.spec),
-        )
-        .await;
+        let support = Support {
+            id: request.id.clone(),
+            bundle: request.bundle.clone(),
+            annotations: request.spec.annotations().clone(),
+            id_maps: None,
+            hooks: None,
+            seccomp: request.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        };
+        let init_support = Support {
+            id_maps: id_maps(&request.spec),
+            hooks: request.spec.hooks().clone(),
+            ..support.clone()
+        };
+        let launched = launch(&self.helper, init_request, &request.stdio, cgroup.clone(), init_support).await;
         match launched {
             Ok(init) => Ok(Box::new(NativeContainer {
                 init,
                 spec: request.spec,
+                support,
                 cgroup,
                 start_fifo,
                 helper: self.helper.clone(),

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 /// The descriptor number at which the helper finds its channel.
@@ -29,6 +29,8 @@ pub(crate) enum Request {
 /// Everything needed to build a container's init process.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct InitRequest {
+    /// The container id, for the state hooks see.
+    pub id: String,
     /// The container's OCI spec.
     pub spec: Spec,
     /// The bundle directory; relative bind-mount sources are taken from it.
@@ -48,6 +50,8 @@ pub(crate) struct ExecRequest {
     pub process: Process,
     /// The namespaces to join, as `/proc/<init>/ns/*` paths.
     pub namespaces: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// The container's seccomp profile, which exec'd processes get too.
+    pub seccomp: Option<LinuxSeccomp>,
 }
 
 /// What the helper reports back.
@@ -60,6 +64,12 @@ pub(crate) enum Report {
     UserNamespace,
     /// The process's terminal; the master side is attached to this message.
     Terminal,
+    /// The seccomp notification listener, attached, for the runtime to hand
+    /// to the agent at `linux.seccomp.listenerPath`.
+    SeccompListener,
+    /// The container's namespaces exist and its mounts are done: the runtime
+    /// runs the `prestart` and `createRuntime` hooks while the helper waits.
+    CreateRuntimeHooks,
     /// Setup succeeded.
     Ready,
     /// Setup failed, with a message for the user.

@@ -1,15 +1,18 @@
 //! Starts the init helper and follows its reports.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use oci_spec::runtime::{ContainerState, Hooks, LinuxSeccomp, State};
+use strata_hooks::HookKind;
+use tokio::runtime::Handle;
 use strata_backend::{reaper, Error, Result, Stdio};
 use strata_cgroups::Cgroup;
 
@@ -53,6 +56,67 @@ impl IdMaps {
     }
 }
 
+/// What the runtime side contributes while the helper builds a process:
+/// the id maps of a new user namespace, the hooks that run in the runtime's
+/// namespaces, and the seccomp agent that gets the notification listener.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Support {
+    /// The container id.
+    pub id: String,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The spec's annotations.
+    pub annotations: Option<HashMap<String, String>>,
+    /// Written when the helper reports a new user namespace.
+    pub id_maps: Option<IdMaps>,
+    /// `prestart` and `createRuntime` run from these when asked.
+    pub hooks: Option<Hooks>,
+    /// Where a notification listener goes.
+    pub seccomp: Option<LinuxSeccomp>,
+}
+
+impl Support {
+    /// The container's state as hooks and seccomp agents see it.
+    pub fn state(&self, pid: i32, status: ContainerState) -> State {
+        let mut state = State::default();
+        state
+            .set_id(self.id.clone())
+            .set_status(status)
+            .set_pid(Some(pid))
+            .set_bundle(self.bundle.clone())
+            .set_annotations(self.annotations.clone());
+        state
+    }
+
+    /// Runs the `prestart` and `createRuntime` hooks, in that order.
+    fn run_create_runtime_hooks(&self, runtime: &Handle, pid: i32) -> Result<()> {
+        let Some(hooks) = &self.hooks else {
+            return Ok(());
+        };
+        let state = self.state(pid, ContainerState::Creating);
+        for kind in [HookKind::Prestart, HookKind::CreateRuntime] {
+            runtime
+                .block_on(strata_hooks::run(kind, hooks, &state))
+                .map_err(|e| Error::Process(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Hands a notification listener to the agent at `listenerPath`.
+    fn send_listener(&self, fd: &OwnedFd, pid: i32) -> Result<()> {
+        let seccomp = self
+            .seccomp
+            .as_ref()
+            .ok_or_else(|| Error::Process("a seccomp listener without a profile".into()))?;
+        let path = seccomp
+            .listener_path()
+            .as_ref()
+            .ok_or_else(|| Error::Process("a seccomp listener without linux.seccomp.listenerPath".into()))?;
+        let state = strata_seccomp::process_state(seccomp, pid, self.state(pid, ContainerState::Creating));
+        strata_seccomp::send_listener(path, fd.as_fd(), &state).map_err(|e| Error::Process(e.to_string()))
+    }
+}
+
 /// Starts a container process through the helper, with its streams connected
 /// as `stdio` says. On failure the process, if it was forked, is killed.
 pub(crate) async fn launch(
@@ -60,12 +124,13 @@ pub(crate) async fn launch(
     request: Request,
     stdio: &Stdio,
     cgroup: Arc<Cgroup>,
-    id_maps: Option<IdMaps>,
+    support: Support,
 ) -> Result<NativeProcess> {
     let (mut streams, child_stdio) = StreamCopier::open(stdio)?;
     let helper = helper.to_owned();
+    let runtime = Handle::current();
     let spawned = tokio::task::spawn_blocking(move || {
-        run_helper(&helper, &request, child_stdio, &cgroup, id_maps.as_ref())
+        run_helper(&helper, &request, child_stdio, &cgroup, &support, &runtime)
     })
     .await
     .map_err(|e| Error::Process(format!("the init helper task failed: {e}")))?;
@@ -88,14 +153,15 @@ pub(crate) async fn launch(
 }
 
 /// Runs `helper init` with `stdio`, places it in `cgroup`, sends `request`,
-/// and collects the reports, writing the id maps when a user namespace asks
-/// for them. Blocking: call from a blocking thread.
+/// and collects the reports, doing what the helper asks of the runtime on
+/// the way. Blocking: call from a blocking thread of `runtime`.
 fn run_helper(
     helper: &Path,
     request: &Request,
     stdio: ChildStdio,
     cgroup: &Cgroup,
-    id_maps: Option<&IdMaps>,
+    support: &Support,
+    runtime: &Handle,
 ) -> Spawned {
     let mut pid = None;
     let mut terminal = None;
@@ -107,10 +173,7 @@ fn run_helper(
         // The reaper collects the helper's exit; we only need the reports.
         drop(reaper::watch(helper_pid));
         if let Err(e) = cgroup.add_process(helper_pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(helper_pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = kill(Pid::from_raw(helper_pid), Signal::SIGKILL);
             return Err(Error::Process(format!(
                 "placing the init helper in its cgroup: {e}"
             )));
@@ -124,25 +187,50 @@ fn run_helper(
         let mut ready = false;
         let mut error = None;
         loop {
-            match channel.recv_with_fds::<Report>() {
-                Ok(Some((Report::Pid(p), _))) => pid = Some(p),
-                Ok(Some((Report::UserNamespace, _))) => {
-                    let maps = id_maps.ok_or_else(|| Error::Process("a user namespace without id maps".into()))?;
-                    if let Err(e) = maps.write(helper_pid) {
-                        error.get_or_insert(e.to_string());
-                        break;
-                    }
-                    channel.send(&Request::Continue).map_err(|e| Error::io("resuming the init helper", e))?;
-                }
-                Ok(Some((Report::Terminal, mut fds))) => terminal = fds.pop(),
-                Ok(Some((Report::Ready, _))) => ready = true,
-                Ok(Some((Report::Error(message), _))) => error = Some(message),
+            let (report, mut fds) = match channel.recv_with_fds::<Report>() {
+                Ok(Some(message)) => message,
                 Ok(None) => break,
                 Err(e) => {
                     error.get_or_insert(format!("reading from the init helper: {e}"));
                     break;
                 }
+            };
+            // Work asked of the runtime; on failure the channel is dropped,
+            // which stops the waiting helper.
+            let asked = match report {
+                Report::Pid(p) => {
+                    pid = Some(p);
+                    continue;
+                }
+                Report::Terminal => {
+                    terminal = fds.pop();
+                    continue;
+                }
+                Report::Ready => {
+                    ready = true;
+                    continue;
+                }
+                Report::Error(message) => {
+                    error = Some(message);
+                    continue;
+                }
+                Report::UserNamespace => match &support.id_maps {
+                    Some(maps) => maps.write(helper_pid),
+                    None => Err(Error::Process("a user namespace without id maps".into())),
+                },
+                Report::CreateRuntimeHooks => support.run_create_runtime_hooks(runtime, pid.unwrap_or(0)),
+                Report::SeccompListener => match fds.pop() {
+                    Some(fd) => support.send_listener(&fd, pid.unwrap_or(0)),
+                    None => Err(Error::Process("the seccomp listener did not arrive".into())),
+                },
+            };
+            if let Err(e) = asked {
+                error.get_or_insert(e.to_string());
+                break;
             }
+            channel
+                .send(&Request::Continue)
+                .map_err(|e| Error::io("resuming the init helper", e))?;
         }
         match (error, ready, pid) {
             (Some(message), _, _) => Err(Error::Process(message)),

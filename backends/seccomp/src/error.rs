@@ -51,7 +51,9 @@ impl SeccompError {
         }
     }
 
-    pub(crate) fn library(op: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) -> Self {
+    pub(crate) fn library(
+        op: impl Into<String>,
+    ) -> impl FnOnce(libseccomp::error::SeccompError) -> Self {
         let op = op.into();
         move |source| Self::Library { op, source }
     }

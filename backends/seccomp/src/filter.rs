@@ -104,8 +104,9 @@ impl Filter {
             .map_err(SeccompError::library("creating the seccomp filter"))?;
         // no_new_privs is process.noNewPrivileges's business; libseccomp
         // would otherwise set it when loading.
-        ctx.set_ctl_nnp(false)
-            .map_err(SeccompError::library("clearing the filter's no_new_privs attribute"))?;
+        ctx.set_ctl_nnp(false).map_err(SeccompError::library(
+            "clearing the filter's no_new_privs attribute",
+        ))?;
         add_architectures(&mut ctx, seccomp)?;
         set_flags(&mut ctx, seccomp)?;
         let mut listener = false;
@@ -291,7 +292,10 @@ fn translate_arg(arg: &LinuxSeccompArg, path: &str) -> Result<ScmpArgCompare, Se
 }
 
 /// Adds the listed architectures to the filter, which has the native one.
-fn add_architectures(ctx: &mut ScmpFilterContext, seccomp: &LinuxSeccomp) -> Result<(), SeccompError> {
+fn add_architectures(
+    ctx: &mut ScmpFilterContext,
+    seccomp: &LinuxSeccomp,
+) -> Result<(), SeccompError> {
     for (i, &arch) in seccomp.architectures().iter().flatten().enumerate() {
         let scmp = translate_arch(arch);
         ctx.add_arch(scmp).map_err(SeccompError::library(format!(
@@ -359,7 +363,10 @@ fn add_rule(
     let mut added = false;
     for (j, name) in rule.names.iter().enumerate() {
         let Ok(syscall) = ScmpSyscall::from_name(name) else {
-            log::debug!("{}.names[{j}]: skipped {name:?}, unknown to libseccomp", rule.path);
+            log::debug!(
+                "{}.names[{j}]: skipped {name:?}, unknown to libseccomp",
+                rule.path
+            );
             continue;
         };
         for group in &rule.groups {

@@ -46,8 +46,9 @@ pub fn send_listener(
         SeccompError::io("encoding the container process state")(io::Error::other(e))
     })?;
     let agent = listener_path.display();
-    let stream = UnixStream::connect(listener_path)
-        .map_err(SeccompError::io(format!("connecting to the seccomp agent at {agent}")))?;
+    let stream = UnixStream::connect(listener_path).map_err(SeccompError::io(format!(
+        "connecting to the seccomp agent at {agent}"
+    )))?;
     let fds = [fd.as_raw_fd()];
     let rights = [ControlMessage::ScmRights(&fds)];
     let mut sent = 0;
@@ -55,11 +56,17 @@ pub fn send_listener(
         // The fd travels with the first bytes, and only with them.
         let cmsgs: &[ControlMessage<'_>] = if sent == 0 { &rights } else { &[] };
         let iov = [IoSlice::new(&body[sent..])];
-        match sendmsg::<()>(stream.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(
+            stream.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
             Ok(0) => {
-                return Err(SeccompError::io(format!("sending to the seccomp agent at {agent}"))(
-                    io::ErrorKind::WriteZero.into(),
-                ))
+                return Err(SeccompError::io(format!(
+                    "sending to the seccomp agent at {agent}"
+                ))(io::ErrorKind::WriteZero.into()))
             }
             Ok(n) => sent += n,
             Err(Errno::EINTR) => {}

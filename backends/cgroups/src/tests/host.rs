@@ -89,11 +89,18 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // A failed test may leave the cgroup frozen, where nothing can die.
+        for dir in self.cg.paths() {
+            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+        }
         for child in &mut self.children {
             let _ = child.kill();
-            let _ = child.wait();
         }
         let _ = self.cg.kill_all();
+        for child in &mut self.children {
+            let _ = child.wait();
+        }
         let _ = self.cg.destroy();
     }
 }

@@ -19,12 +19,15 @@ mod rootfs;
 mod terminal;
 
 use std::io::Read;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::{fork, ForkResult};
+use oci_spec::runtime::{ContainerState, State};
+use strata_hooks::HookKind;
+use strata_seccomp::Filter;
 
 use crate::channel::Channel;
 use crate::protocol::{ExecRequest, InitRequest, Report, Request, CHANNEL_FD};
@@ -73,7 +76,12 @@ pub fn main() -> ! {
 
 /// Builds a container; returns only on failure.
 fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
-    if let Err(e) = namespaces::enter(&request.spec, &mut channel) {
+    let spec = &request.spec;
+    let filter = match compile_seccomp(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref())) {
+        Ok(f) => f,
+        Err(e) => return (channel, e),
+    };
+    if let Err(e) = namespaces::enter(spec, &mut channel) {
         return (channel, e);
     }
     if let Err(e) = fork_reporting(&mut channel) {
@@ -81,15 +89,27 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
     }
     // The container's init process from here on.
     let result = (|| {
-        let spec = &request.spec;
         let process = spec
             .process()
             .as_ref()
             .ok_or_else(|| InitError::msg("the spec has no process"))?;
         let in_user_ns = namespaces::has_own(spec, oci_spec::runtime::LinuxNamespaceType::User);
+        // The host's /proc is still mounted here: it names our host pid.
+        let host_pid = std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str()?.parse::<i32>().ok())
+            .unwrap_or(0);
         rootfs::prepare(spec, &request.rootfs)?;
         rootfs::mount_all(spec, &request.bundle, &request.rootfs, &request.cgroup_dirs)?;
         rootfs::create_devices(spec, &request.rootfs, in_user_ns)?;
+        if let Some(hooks) = spec.hooks() {
+            if !HookKind::CreateRuntime.hooks(hooks).is_empty() || !HookKind::Prestart.hooks(hooks).is_empty() {
+                await_runtime(&mut channel, Report::CreateRuntimeHooks)?;
+            }
+            let state = hook_state(&request, host_pid, ContainerState::Creating);
+            strata_hooks::run_blocking(HookKind::CreateContainer, hooks, &state)
+                .map_err(|e| InitError::msg(e.to_string()))?;
+        }
         let fifo = open_start_fifo(&request.start_fifo)?;
         rootfs::pivot(&request.rootfs)?;
         kernel::set_sysctls(spec)?;
@@ -100,10 +120,11 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
         }
         kernel::set_oom_score_adj(process)?;
         kernel::set_personality(spec)?;
-        let program = process::prepare(process)?;
-        Ok((fifo, program))
+        let (program, listener) = process::prepare(process, filter)?;
+        hand_over_listener(&mut channel, listener)?;
+        Ok((fifo, program, host_pid))
     })();
-    let (fifo, program) = match result {
+    let (fifo, program, host_pid) = match result {
         Ok(v) => v,
         Err(e) => return (channel, e),
     };
@@ -115,6 +136,13 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
         eprintln!("{e}");
         std::process::exit(1);
     }
+    if let Some(hooks) = request.spec.hooks() {
+        let state = hook_state(&request, host_pid, ContainerState::Running);
+        if let Err(e) = strata_hooks::run_blocking(HookKind::StartContainer, hooks, &state) {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
     let error = program.exec();
     eprintln!("{error}");
     std::process::exit(127)
@@ -122,6 +150,10 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
 
 /// Runs a process in a running container; returns only on failure.
 fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
+    let filter = match compile_seccomp(request.seccomp.as_ref()) {
+        Ok(f) => f,
+        Err(e) => return (channel, e),
+    };
     if let Err(e) = namespaces::join(&request.namespaces) {
         return (channel, e);
     }
@@ -134,7 +166,9 @@ fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
             terminal::attach(process, &mut channel)?;
         }
         kernel::set_oom_score_adj(process)?;
-        process::prepare(process)
+        let (program, listener) = process::prepare(process, filter)?;
+        hand_over_listener(&mut channel, listener)?;
+        Ok(program)
     })();
     let program = match result {
         Ok(p) => p,
@@ -147,6 +181,54 @@ fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
     let error = program.exec();
     eprintln!("{error}");
     std::process::exit(127)
+}
+
+/// Compiles the spec's seccomp profile, early, so that a bad one fails
+/// before anything is built.
+fn compile_seccomp(seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<Option<Filter>> {
+    seccomp
+        .map(Filter::compile)
+        .transpose()
+        .map_err(|e| InitError::msg(e.to_string()))
+}
+
+/// Sends the seccomp listener to the runtime, which passes it to the agent.
+fn hand_over_listener(channel: &mut Channel, listener: Option<OwnedFd>) -> Result<()> {
+    if let Some(fd) = listener {
+        channel
+            .send_with_fds(&Report::SeccompListener, &[fd.as_raw_fd()])
+            .map_err(|e| InitError::io("sending the seccomp listener", e))?;
+        await_continue(channel)?;
+    }
+    Ok(())
+}
+
+/// Asks the runtime to do something and waits until it has.
+fn await_runtime(channel: &mut Channel, report: Report) -> Result<()> {
+    channel
+        .send(&report)
+        .map_err(|e| InitError::io("asking the runtime", e))?;
+    await_continue(channel)
+}
+
+fn await_continue(channel: &mut Channel) -> Result<()> {
+    match channel.recv::<Request>() {
+        Ok(Some(Request::Continue)) => Ok(()),
+        Ok(_) => Err(InitError::msg("the runtime stopped the setup")),
+        Err(e) => Err(InitError::io("waiting for the runtime", e)),
+    }
+}
+
+/// The container state hooks get on their standard input.
+fn hook_state(request: &InitRequest, pid: i32, status: ContainerState) -> State {
+    let mut state = State::default();
+    state
+        .set_id(request.id.clone())
+        .set_status(status)
+        .set_pid(Some(pid))
+        .set_bundle(request.bundle.clone())
+        .set_annotations(request.spec.annotations().clone());
+    state
 }
 
 /// Forks. The parent reports the child's pid and exits; the child returns

@@ -7,7 +7,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::os::fd::OwnedFd;
+
 use caps::{CapSet, Capability as Cap, CapsHashSet};
+use strata_seccomp::Filter;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimitType, Process};
@@ -34,9 +37,17 @@ impl Program {
     }
 }
 
-/// Applies everything in `process` that must happen before exec, and finds
-/// the executable. Runs inside the container's namespaces and root.
-pub(crate) fn prepare(process: &Process) -> Result<Program> {
+/// Applies everything in `process` that must happen before exec, finds the
+/// executable, and loads the seccomp filter; returns the program and the
+/// filter's notification listener, if it has one. Runs inside the
+/// container's namespaces and root.
+///
+/// Without `noNewPrivileges` the kernel takes a filter only from a process
+/// holding CAP_SYS_ADMIN, so the filter is loaded before the credentials
+/// change (the profile must then allow those calls, as the usual ones do);
+/// with it, the filter is loaded last, so it constrains as little of the
+/// runtime's own work as possible.
+pub(crate) fn prepare(process: &Process, seccomp: Option<Filter>) -> Result<(Program, Option<OwnedFd>)> {
     set_rlimits(process)?;
     if let Some(umask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
@@ -45,23 +56,39 @@ pub(crate) fn prepare(process: &Process) -> Result<Program> {
     if let Some(caps) = caps {
         drop_bounding(caps)?;
     }
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    let mut seccomp = seccomp;
+    let mut listener = None;
+    if !no_new_privileges {
+        listener = load(seccomp.take())?;
+    }
     set_user(process)?;
     if let Some(caps) = caps {
         set_capabilities(caps)?;
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privileges {
         // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(InitError::io(
-                "setting no_new_privs",
-                std::io::Error::last_os_error(),
-            ));
+            return Err(InitError::io("setting no_new_privs", std::io::Error::last_os_error()));
         }
     }
     let cwd = process.cwd();
     nix::unistd::chdir(cwd.as_path())
         .map_err(|e| InitError::sys(format!("chdir to cwd {:?}", cwd.display()), e))?;
-    program(process)
+    let program = program(process)?;
+    if no_new_privileges {
+        listener = load(seccomp.take())?;
+    }
+    Ok((program, listener))
+}
+
+fn load(filter: Option<Filter>) -> Result<Option<OwnedFd>> {
+    match filter {
+        Some(filter) => filter
+            .load()
+            .map_err(|e| InitError::msg(format!("loading the seccomp filter: {e}"))),
+        None => Ok(None),
+    }
 }
 
 fn set_rlimits(process: &Process) -> Result<()> {
