@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
+use std::panic::AssertUnwindSafe;
+
 use async_trait::async_trait;
+use futures::FutureExt;
 use containerd_shim::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
     DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest,
@@ -45,13 +48,27 @@ fn unimplemented<T>(rpc: &'static str) -> TtrpcResult<T> {
     Err(TaskError::Unimplemented(rpc).into())
 }
 
-#[async_trait]
-impl Task for TaskService {
-    async fn create(
-        &self,
-        _ctx: &TtrpcContext,
-        req: CreateTaskRequest,
-    ) -> TtrpcResult<CreateTaskResponse> {
+/// Runs one request, turning a panic in it into an error for that request
+/// alone, so that a bug cannot take the whole shim (and its containers' exit
+/// reporting) down.
+async fn guarded<T>(rpc: &'static str, request: impl std::future::Future<Output = TtrpcResult<T>>) -> TtrpcResult<T> {
+    match AssertUnwindSafe(request).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log::error!("{rpc} panicked: {what}");
+            Err(TaskError::Internal(format!("{rpc} failed: internal error: {what}")).into())
+        }
+    }
+}
+
+/// The translation of each request; [`Task`] wraps them in [`guarded`].
+impl TaskService {
+    async fn create(&self, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
         if !req.checkpoint.is_empty() {
             return unimplemented("restoring from a checkpoint");
         }
@@ -76,7 +93,7 @@ impl Task for TaskService {
         })
     }
 
-    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+    async fn start(&self, req: StartRequest) -> TtrpcResult<StartResponse> {
         let pid = self.tasks.start(&req.id, exec_id(&req.exec_id)).await?;
         Ok(StartResponse {
             pid,
@@ -84,7 +101,7 @@ impl Task for TaskService {
         })
     }
 
-    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+    async fn state(&self, req: StateRequest) -> TtrpcResult<StateResponse> {
         let (bundle, state) = self.tasks.state(&req.id, exec_id(&req.exec_id))?;
         let path = |p: &Option<std::path::PathBuf>| {
             p.as_ref()
@@ -112,7 +129,7 @@ impl Task for TaskService {
         })
     }
 
-    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+    async fn wait(&self, req: WaitRequest) -> TtrpcResult<WaitResponse> {
         let exit = self.tasks.wait(&req.id, exec_id(&req.exec_id)).await?;
         Ok(WaitResponse {
             exit_status: exit.code,
@@ -121,14 +138,14 @@ impl Task for TaskService {
         })
     }
 
-    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+    async fn kill(&self, req: KillRequest) -> TtrpcResult<Empty> {
         self.tasks
             .kill(&req.id, exec_id(&req.exec_id), req.signal, req.all)
             .await?;
         Ok(Empty::new())
     }
 
-    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+    async fn delete(&self, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         let (pid, exit) = self.tasks.delete(&req.id, exec_id(&req.exec_id)).await?;
         Ok(DeleteResponse {
             pid,
@@ -138,7 +155,7 @@ impl Task for TaskService {
         })
     }
 
-    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+    async fn pids(&self, req: PidsRequest) -> TtrpcResult<PidsResponse> {
         let processes = self
             .tasks
             .pids(&req.id)
@@ -155,7 +172,7 @@ impl Task for TaskService {
         })
     }
 
-    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+    async fn exec(&self, req: ExecProcessRequest) -> TtrpcResult<Empty> {
         let spec = req.spec.as_ref().ok_or_else(|| {
             TaskError::InvalidArgument(format!("exec {}: no process spec", req.exec_id))
         })?;
@@ -168,7 +185,7 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+    async fn close_io(&self, req: CloseIORequest) -> TtrpcResult<Empty> {
         if req.stdin {
             self.tasks
                 .close_stdin(&req.id, exec_id(&req.exec_id))
@@ -177,11 +194,7 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    async fn connect(
-        &self,
-        _ctx: &TtrpcContext,
-        req: ConnectRequest,
-    ) -> TtrpcResult<ConnectResponse> {
+    async fn connect(&self, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid: self.tasks.init_pid(&req.id).unwrap_or(0),
@@ -190,41 +203,123 @@ impl Task for TaskService {
         })
     }
 
-    async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> TtrpcResult<Empty> {
+    async fn shutdown(&self, _req: ShutdownRequest) -> TtrpcResult<Empty> {
         if self.tasks.is_empty() {
             self.exit.signal();
         }
         Ok(Empty::new())
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> TtrpcResult<Empty> {
+    async fn pause(&self, _req: PauseRequest) -> TtrpcResult<Empty> {
         unimplemented("Pause")
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> TtrpcResult<Empty> {
+    async fn resume(&self, _req: ResumeRequest) -> TtrpcResult<Empty> {
         unimplemented("Resume")
     }
 
-    async fn checkpoint(
-        &self,
-        _ctx: &TtrpcContext,
-        _req: CheckpointTaskRequest,
-    ) -> TtrpcResult<Empty> {
+    async fn checkpoint(&self, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
         unimplemented("Checkpoint")
     }
 
-    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+    async fn resize_pty(&self, req: ResizePtyRequest) -> TtrpcResult<Empty> {
         self.tasks
             .resize_pty(&req.id, exec_id(&req.exec_id), req.width, req.height)
             .await?;
         Ok(Empty::new())
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+    async fn update(&self, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
         unimplemented("Update")
     }
 
-    async fn stats(&self, _ctx: &TtrpcContext, _req: StatsRequest) -> TtrpcResult<StatsResponse> {
+    async fn stats(&self, _req: StatsRequest) -> TtrpcResult<StatsResponse> {
         unimplemented("Stats")
+    }
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+        guarded("Create", self.create(req)).await
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        guarded("Start", self.start(req)).await
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        guarded("State", self.state(req)).await
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        guarded("Wait", self.wait(req)).await
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        guarded("Kill", self.kill(req)).await
+    }
+
+    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        guarded("Delete", self.delete(req)).await
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        guarded("Pids", self.pids(req)).await
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        guarded("Exec", self.exec(req)).await
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+        guarded("CloseIO", self.close_io(req)).await
+    }
+
+    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        guarded("Connect", self.connect(req)).await
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
+        guarded("Shutdown", self.shutdown(req)).await
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        guarded("Pause", self.pause(req)).await
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        guarded("Resume", self.resume(req)).await
+    }
+
+    async fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        guarded("Checkpoint", self.checkpoint(req)).await
+    }
+
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        guarded("ResizePty", self.resize_pty(req)).await
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        guarded("Update", self.update(req)).await
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        guarded("Stats", self.stats(req)).await
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_request_becomes_an_error_for_that_request() {
+        let result: TtrpcResult<()> = guarded("State", async { panic!("boom") }).await;
+        let text = format!("{:?}", result.unwrap_err());
+        assert!(text.contains("State failed") && text.contains("boom"), "{text}");
+        let fine: TtrpcResult<u32> = guarded("State", async { Ok(7) }).await;
+        assert_eq!(fine.unwrap(), 7);
     }
 }

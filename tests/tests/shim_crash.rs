@@ -3,7 +3,8 @@
 //! container's processes, cgroups and rootfs mount, records exit status 137,
 //! and the container ID can be used again.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,14 @@ const CLEANUP: Duration = Duration::from_secs(5);
 fn is_shim_server(p: &ProcInfo, shim: &Path, namespace: &str, id: &str) -> bool {
     let flag = |name: &str, value: &str| p.cmdline.windows(2).any(|w| w[0] == name && w[1] == value);
     p.exe.as_deref() == Some(shim) && flag("-id", id) && flag("-namespace", namespace)
+}
+
+/// The entries of the fixture's fifo directory.
+fn fifo_dirs(c: &Containerd) -> BTreeSet<PathBuf> {
+    std::fs::read_dir(c.fifo_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
 }
 
 /// Polls `check` until it returns `None` (all good) or `CLEANUP` passes;
@@ -42,6 +51,7 @@ fn killed_shim(c: &Containerd) {
     let shim = std::fs::canonicalize(shim_binary()).unwrap();
     let watcher = c.watch_events().unwrap();
 
+    let fifos_before = fifo_dirs(c);
     c.run_detached(&RunOptions::new(id, ["sleep", "1000"]))
         .unwrap();
     let task = c.wait_status(id, "RUNNING", WAIT).unwrap();
@@ -124,6 +134,11 @@ fn killed_shim(c: &Containerd) {
         "`ctr container rm` failed: {out}"
     );
     assert!(c.containers().unwrap().is_empty());
+    // `ctr run -d` made I/O fifos for the container, which `ctr task rm`
+    // removes only for a task it still finds; this one died with its shim.
+    for dir in fifo_dirs(c).difference(&fifos_before) {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     // The same ID works again.
     let out = c.run(&RunOptions::new(id, ["echo", "again"])).unwrap();
