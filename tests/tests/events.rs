@@ -24,7 +24,9 @@ fn task_lifecycle_events(c: &Containerd) {
     assert_eq!(c.delete_task(id).unwrap(), 137);
     c.delete_container(id).unwrap();
     watcher
-        .wait_for(WAIT, |e| e.topic == "/tasks/delete" && e.container_id() == id)
+        .wait_for(WAIT, |e| {
+            e.topic == "/tasks/delete" && e.container_id() == id
+        })
         .unwrap();
     // containers/delete comes after tasks/delete; wait for it so nothing
     // of interest is still in flight when the watcher stops.
@@ -68,16 +70,36 @@ fn task_lifecycle_events(c: &Containerd) {
     );
 
     assert_eq!(added.str_field("exec_id"), "ex1", "exec-added: {added:?}");
-    assert_eq!(started.str_field("exec_id"), "ex1", "exec-started: {started:?}");
+    assert_eq!(
+        started.str_field("exec_id"),
+        "ex1",
+        "exec-started: {started:?}"
+    );
     let exec_pid = started.u64_field("pid");
     assert!(exec_pid > 0 && exec_pid != pid, "exec-started: {started:?}");
 
     // The exec's exit comes first, then the init's.
-    assert_eq!(exec_exit.str_field("id"), "ex1", "first exit: {exec_exit:?}");
-    assert_eq!(exec_exit.u64_field("pid"), exec_pid, "first exit: {exec_exit:?}");
-    assert_eq!(exec_exit.u64_field("exit_status"), 4, "first exit: {exec_exit:?}");
+    assert_eq!(
+        exec_exit.str_field("id"),
+        "ex1",
+        "first exit: {exec_exit:?}"
+    );
+    assert_eq!(
+        exec_exit.u64_field("pid"),
+        exec_pid,
+        "first exit: {exec_exit:?}"
+    );
+    assert_eq!(
+        exec_exit.u64_field("exit_status"),
+        4,
+        "first exit: {exec_exit:?}"
+    );
     assert_eq!(init_exit.str_field("id"), id, "second exit: {init_exit:?}");
-    assert_eq!(init_exit.u64_field("pid"), pid, "second exit: {init_exit:?}");
+    assert_eq!(
+        init_exit.u64_field("pid"),
+        pid,
+        "second exit: {init_exit:?}"
+    );
     assert_eq!(
         init_exit.u64_field("exit_status"),
         137,

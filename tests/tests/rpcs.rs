@@ -35,10 +35,11 @@ fn exec_detached(c: &Containerd, id: &str, exec_id: &str, args: &[&str]) {
 /// I/O fifos `ctr` left for it); returns its exit status, which is `ctr`'s
 /// exit code.
 fn delete_exec(c: &Containerd, id: &str, exec_id: &str) -> i32 {
-    let out = c
-        .ctr(&["tasks", "rm", "--exec-id", exec_id, id])
-        .unwrap();
-    assert!(out.stderr.trim().is_empty(), "deleting exec {exec_id}: {out}");
+    let out = c.ctr(&["tasks", "rm", "--exec-id", exec_id, id]).unwrap();
+    assert!(
+        out.stderr.trim().is_empty(),
+        "deleting exec {exec_id}: {out}"
+    );
     std::fs::remove_dir_all(detached_fifo_dir(c, exec_id)).unwrap();
     out.code
 }
@@ -120,7 +121,11 @@ fn wait_terms(c: &Containerd, id: &str, want: &[&str]) {
     loop {
         n += 1;
         let out: CmdOutput = c
-            .exec(id, &format!("cat-{n}"), &["sh", "-c", "cat /tmp/terms 2>/dev/null; true"])
+            .exec(
+                id,
+                &format!("cat-{n}"),
+                &["sh", "-c", "cat /tmp/terms 2>/dev/null; true"],
+            )
             .unwrap();
         let mut got: Vec<&str> = out.stdout.lines().collect();
         got.sort_unstable();
@@ -154,16 +159,25 @@ fn kill_all_processes(c: &Containerd) {
     // TERM to all: both record it and keep running.
     c.kill(id, Some("SIGTERM"), true).unwrap().ok().unwrap();
     wait_terms(c, id, &["exec", "init"]);
-    assert_eq!(c.task(id).unwrap().map(|t| t.status).as_deref(), Some("RUNNING"));
+    assert_eq!(
+        c.task(id).unwrap().map(|t| t.status).as_deref(),
+        Some("RUNNING")
+    );
     assert!(procfs::alive(task.pid as i32), "the init died of SIGTERM");
-    assert!(procfs::alive(exec_pid), "the exec'd process died of SIGTERM");
+    assert!(
+        procfs::alive(exec_pid),
+        "the exec'd process died of SIGTERM"
+    );
 
     // KILL to all: everything ends.
     c.kill(id, Some("SIGKILL"), true).unwrap().ok().unwrap();
     c.wait_status(id, "STOPPED", WAIT).unwrap();
     let deadline = Instant::now() + WAIT;
     while procfs::alive(exec_pid) {
-        assert!(Instant::now() < deadline, "exec'd pid {exec_pid} survived SIGKILL");
+        assert!(
+            Instant::now() < deadline,
+            "exec'd pid {exec_pid} survived SIGKILL"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(delete_exec(c, id, "trapper"), 137);

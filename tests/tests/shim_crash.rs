@@ -17,11 +17,16 @@ const WAIT: Duration = Duration::from_secs(20);
 const CLEANUP: Duration = Duration::from_secs(5);
 
 /// True if `p` is the long-running shim server of container `id` in
-/// `namespace`: it runs the Strata shim binary and has `-id <id>` and
-/// `-namespace <namespace>` on its command line.
+/// `namespace`: it runs the Strata shim binary and has `-id <id>`,
+/// `-namespace <namespace>` and (unlike the short-lived `start` and
+/// `delete` invocations) `-socket` on its command line.
 fn is_shim_server(p: &ProcInfo, shim: &Path, namespace: &str, id: &str) -> bool {
-    let flag = |name: &str, value: &str| p.cmdline.windows(2).any(|w| w[0] == name && w[1] == value);
-    p.exe.as_deref() == Some(shim) && flag("-id", id) && flag("-namespace", namespace)
+    let flag =
+        |name: &str, value: &str| p.cmdline.windows(2).any(|w| w[0] == name && w[1] == value);
+    p.exe.as_deref() == Some(shim)
+        && flag("-id", id)
+        && flag("-namespace", namespace)
+        && p.cmdline.iter().any(|a| a == "-socket")
 }
 
 /// The entries of the fixture's fifo directory.

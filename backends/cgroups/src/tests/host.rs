@@ -41,17 +41,32 @@ fn unique_name() -> String {
 /// when the test fails.
 struct Scratch {
     cg: Cgroup,
+    /// The top-level cgroup above `cg`, if `cg` is nested.
+    top: Option<Cgroup>,
     children: Vec<Child>,
 }
 
 impl Scratch {
     fn new(h: &Hierarchy) -> Scratch {
-        let cg = Cgroup::new(h, &format!("/{}", unique_name())).unwrap();
-        cg.create().unwrap();
-        Scratch {
+        Self::nested(h, "")
+    }
+
+    /// A cgroup `below` (if not empty) a unique top-level one.
+    fn nested(h: &Hierarchy, below: &str) -> Scratch {
+        let top = format!("/{}", unique_name());
+        let (cg, top) = if below.is_empty() {
+            (Cgroup::new(h, &top).unwrap(), None)
+        } else {
+            let cg = Cgroup::new(h, &format!("{top}/{below}")).unwrap();
+            (cg, Some(Cgroup::new(h, &top).unwrap()))
+        };
+        let s = Scratch {
             cg,
+            top,
             children: Vec::new(),
-        }
+        };
+        s.cg.create().unwrap();
+        s
     }
 
     /// Starts `sh -c script` and moves it into the cgroup.
@@ -102,6 +117,9 @@ impl Drop for Scratch {
             let _ = child.wait();
         }
         let _ = self.cg.destroy();
+        if let Some(top) = &self.top {
+            let _ = top.destroy();
+        }
     }
 }
 
@@ -321,31 +339,31 @@ fn v1_cpuset_parents_are_filled() {
         println!("skipping: no cgroup v1 cpuset hierarchy");
         return;
     };
-    let top = unique_name();
-    let cg = Cgroup::new(&h, &format!("/{top}/a/b")).unwrap();
-    let parent = Cgroup::new(&h, &format!("/{top}")).unwrap();
-    cg.create().unwrap();
+    let mut s = Scratch::nested(&h, "a/b");
+    let top = s.top.clone().unwrap();
+    let name = top.name().trim_start_matches('/').to_owned();
     let root_cpus = read(mount.join("cpuset.cpus"));
-    for level in [top.clone(), format!("{top}/a"), format!("{top}/a/b")] {
+    let root_mems = read(mount.join("cpuset.mems"));
+    for level in [name.clone(), format!("{name}/a"), format!("{name}/a/b")] {
         assert_eq!(
             read(mount.join(&level).join("cpuset.cpus")),
             root_cpus,
             "{level}"
         );
+        assert_eq!(
+            read(mount.join(&level).join("cpuset.mems")),
+            root_mems,
+            "{level}"
+        );
     }
-    // The process can join, which an empty cpuset would refuse.
-    let mut child = Command::new("sleep").arg("100").spawn().unwrap();
-    let pid = i32::try_from(child.id()).unwrap();
-    let added = cg.add_process(pid);
-    match &added {
-        Ok(()) => cg.kill_all().unwrap(),
-        Err(_) => child.kill().unwrap(),
-    }
-    let status = child.wait().unwrap();
-    added.unwrap();
-    assert!(!status.success());
-    parent.destroy().unwrap();
-    assert_gone(&h, &parent);
+    // A process can join, which an empty cpuset would refuse.
+    s.spawn("exec sleep 100");
+    s.cg.kill_all().unwrap();
+    s.reap_killed();
+    // Destroying the top removes the levels below it too.
+    top.destroy().unwrap();
+    assert_gone(&h, &s.cg);
+    assert_gone(&h, &top);
 }
 
 #[test]
