@@ -5,16 +5,19 @@
 //! its container's init exit when that is the order they were sent in.
 
 use async_trait::async_trait;
+use containerd_shim::protos::api::Mount;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+    TaskCreate, TaskIO, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
-use strata_backend::Exit;
+use strata_backend::{Exit, Stdio};
 use tokio::sync::mpsc;
+
+use crate::rootfs::RootfsMount;
 
 /// Something an event can be delivered to.
 #[async_trait]
@@ -61,6 +64,10 @@ pub enum Event {
         id: String,
         /// The bundle directory.
         bundle: String,
+        /// What was mounted as its rootfs.
+        rootfs: Vec<RootfsMount>,
+        /// The init process's stdio.
+        stdio: Stdio,
         /// The init process's pid.
         pid: u32,
     },
@@ -113,15 +120,44 @@ impl Event {
     /// The topic and protobuf message containerd expects for this event.
     fn into_message(self) -> (&'static str, Box<dyn MessageDyn>) {
         match self {
-            Event::Create { id, bundle, pid } => (
-                topics::TASK_CREATE_EVENT_TOPIC,
-                Box::new(TaskCreate {
-                    container_id: id,
-                    bundle,
-                    pid,
+            Event::Create {
+                id,
+                bundle,
+                rootfs,
+                stdio,
+                pid,
+            } => {
+                let path = |p: &Option<std::path::PathBuf>| {
+                    p.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                };
+                let io = TaskIO {
+                    stdin: path(&stdio.stdin),
+                    stdout: path(&stdio.stdout),
+                    stderr: path(&stdio.stderr),
+                    terminal: stdio.terminal,
                     ..Default::default()
-                }),
-            ),
+                };
+                let rootfs = rootfs
+                    .into_iter()
+                    .map(|m| Mount {
+                        type_: m.fs_type,
+                        source: m.source,
+                        options: m.options,
+                        ..Default::default()
+                    })
+                    .collect();
+                (
+                    topics::TASK_CREATE_EVENT_TOPIC,
+                    Box::new(TaskCreate {
+                        container_id: id,
+                        bundle,
+                        rootfs,
+                        io: Some(io).into(),
+                        pid,
+                        ..Default::default()
+                    }),
+                )
+            }
             Event::Start { id, pid } => (
                 topics::TASK_START_EVENT_TOPIC,
                 Box::new(TaskStart {

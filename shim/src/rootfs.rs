@@ -9,7 +9,7 @@ use nix::mount::{umount2, MntFlags};
 use crate::error::{Result, TaskError};
 
 /// A mount containerd asked for, in plain terms.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootfsMount {
     /// Filesystem type, e.g. `overlay`.
     pub fs_type: String,

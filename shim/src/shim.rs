@@ -27,6 +27,10 @@ pub struct StrataShim {
     namespace: String,
     id: String,
     bundle: PathBuf,
+    /// containerd's own address, from which the shim's socket name derives.
+    containerd_address: String,
+    /// The socket this server listens on (empty outside the server).
+    socket: String,
 }
 
 #[async_trait]
@@ -44,6 +48,8 @@ impl Shim for StrataShim {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
             bundle,
+            containerd_address: args.address.clone(),
+            socket: args.socket.clone(),
         }
     }
 
@@ -97,6 +103,8 @@ impl Shim for StrataShim {
         if let Err(e) = Tasks::cleanup(&selector, &self.id, &self.bundle).await {
             log::error!("cleaning up container {}: {e}", self.id);
         }
+        // The dead server could not remove its socket.
+        remove_socket(&socket_address(&self.containerd_address, &self.namespace, &self.id));
         let exit = strata_backend::Exit::now(128 + libc::SIGKILL as u32);
         Ok(DeleteResponse {
             exit_status: exit.code,
@@ -107,6 +115,9 @@ impl Shim for StrataShim {
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        // Removed here rather than by the library, which looks the socket up
+        // in the bundle that containerd may already have deleted.
+        remove_socket(&self.socket);
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
@@ -118,5 +129,18 @@ impl Shim for StrataShim {
         let selector = BackendSelector::new(binary_class(), PathBuf::from(SELF_EXE));
         let tasks = Arc::new(Tasks::new(events, Box::new(selector)));
         TaskService::new(tasks, self.exit.clone())
+    }
+}
+
+/// Removes a shim socket given as `unix://PATH`; a missing one is fine.
+fn remove_socket(address: &str) {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    if path.is_empty() {
+        return;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("removing the shim socket {path}: {e}"),
     }
 }

@@ -208,6 +208,8 @@ impl Tasks {
         self.events.send(Event::Create {
             id: request.id,
             bundle: request.bundle.display().to_string(),
+            rootfs: request.rootfs,
+            stdio: task.stdio.clone(),
             pid,
         });
         self.watch_init(task);

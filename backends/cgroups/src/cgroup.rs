@@ -272,8 +272,11 @@ impl Cgroup {
                     }
                 }
             });
+            // Frozen processes cannot act on SIGKILL: thaw so they die.
             if let Some(f) = &freezer {
-                let _ = f;
+                if let Err(e) = f.thaw() {
+                    log::warn!("cgroup {:?}: {e}", self.name);
+                }
             }
             if listed?.is_empty() {
                 return Ok(());
