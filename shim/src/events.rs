@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use containerd_shim::protos::api::Mount;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskIO, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
@@ -128,7 +128,9 @@ impl Event {
                 pid,
             } => {
                 let path = |p: &Option<std::path::PathBuf>| {
-                    p.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                    p.as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
                 };
                 let io = TaskIO {
                     stdin: path(&stdio.stdin),

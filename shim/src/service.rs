@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::panic::AssertUnwindSafe;
 
 use async_trait::async_trait;
-use futures::FutureExt;
 use containerd_shim::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
     DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest,
@@ -18,6 +17,7 @@ use containerd_shim::api::{
 use containerd_shim::protos::shim::shim::{CheckpointTaskRequest, PauseRequest, ResumeRequest};
 use containerd_shim::protos::types::task::{ProcessInfo, Status as ProtoStatus};
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
+use futures::FutureExt;
 use strata_backend::Stdio;
 use strata_config::RuntimeOptions;
 
@@ -51,7 +51,10 @@ fn unimplemented<T>(rpc: &'static str) -> TtrpcResult<T> {
 /// Runs one request, turning a panic in it into an error for that request
 /// alone, so that a bug cannot take the whole shim (and its containers' exit
 /// reporting) down.
-async fn guarded<T>(rpc: &'static str, request: impl std::future::Future<Output = TtrpcResult<T>>) -> TtrpcResult<T> {
+async fn guarded<T>(
+    rpc: &'static str,
+    request: impl std::future::Future<Output = TtrpcResult<T>>,
+) -> TtrpcResult<T> {
     match AssertUnwindSafe(request).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => {
@@ -240,7 +243,11 @@ impl TaskService {
 
 #[async_trait]
 impl Task for TaskService {
-    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
         guarded("Create", self.create(req)).await
     }
 
@@ -276,7 +283,11 @@ impl Task for TaskService {
         guarded("CloseIO", self.close_io(req)).await
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> TtrpcResult<ConnectResponse> {
         guarded("Connect", self.connect(req)).await
     }
 
@@ -292,7 +303,11 @@ impl Task for TaskService {
         guarded("Resume", self.resume(req)).await
     }
 
-    async fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CheckpointTaskRequest,
+    ) -> TtrpcResult<Empty> {
         guarded("Checkpoint", self.checkpoint(req)).await
     }
 
@@ -307,7 +322,6 @@ impl Task for TaskService {
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
         guarded("Stats", self.stats(req)).await
     }
-
 }
 
 #[cfg(test)]
@@ -318,7 +332,10 @@ mod tests {
     async fn a_panicking_request_becomes_an_error_for_that_request() {
         let result: TtrpcResult<()> = guarded("State", async { panic!("boom") }).await;
         let text = format!("{:?}", result.unwrap_err());
-        assert!(text.contains("State failed") && text.contains("boom"), "{text}");
+        assert!(
+            text.contains("State failed") && text.contains("boom"),
+            "{text}"
+        );
         let fine: TtrpcResult<u32> = guarded("State", async { Ok(7) }).await;
         assert_eq!(fine.unwrap(), 7);
     }

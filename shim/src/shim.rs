@@ -104,7 +104,11 @@ impl Shim for StrataShim {
             log::error!("cleaning up container {}: {e}", self.id);
         }
         // The dead server could not remove its socket.
-        remove_socket(&socket_address(&self.containerd_address, &self.namespace, &self.id));
+        remove_socket(&socket_address(
+            &self.containerd_address,
+            &self.namespace,
+            &self.id,
+        ));
         let exit = strata_backend::Exit::now(128 + libc::SIGKILL as u32);
         Ok(DeleteResponse {
             exit_status: exit.code,

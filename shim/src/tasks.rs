@@ -410,15 +410,20 @@ impl Tasks {
     }
 
     /// Resizes the terminal of the init or an exec'd process.
-    pub async fn resize_pty(&self, id: &str, exec_id: Option<&str>, width: u32, height: u32) -> Result<()> {
+    pub async fn resize_pty(
+        &self,
+        id: &str,
+        exec_id: Option<&str>,
+        width: u32,
+        height: u32,
+    ) -> Result<()> {
         let task = self.task(id)?;
         match exec_id {
             None => Ok(task.container.init().resize_pty(width, height).await?),
             Some(exec_id) => {
-                let process = task
-                    .exec(exec_id)?
-                    .running()
-                    .ok_or_else(|| TaskError::FailedPrecondition(format!("process {exec_id} is not running")))?;
+                let process = task.exec(exec_id)?.running().ok_or_else(|| {
+                    TaskError::FailedPrecondition(format!("process {exec_id} is not running"))
+                })?;
                 Ok(process.resize_pty(width, height).await?)
             }
         }

@@ -548,11 +548,7 @@ disabled_plugins = [{disabled}]
             return Ok(p.clone());
         }
         let dest = self.dir.join("rootfs");
-        let layer = image::build_layer(Path::new(image::DEFAULT_BUSYBOX))?;
-        let mut ar = tar::Archive::new(layer.as_slice());
-        ar.set_preserve_permissions(true);
-        ar.unpack(&dest)
-            .with_context(|| format!("unpacking the rootfs into {}", dest.display()))?;
+        image::unpack_rootfs(&dest)?;
         Ok(self.rootfs.get_or_init(|| dest).clone())
     }
 

@@ -229,6 +229,25 @@ impl Containerd {
     /// `ctr run --rm --config SPEC ID`: runs a container from a complete OCI
     /// spec (for what `ctr run` has no flag for, such as the hostname).
     pub fn run_with_spec(&self, runtime: &str, id: &str, spec: &Value) -> Result<CmdOutput> {
+        let c = self.spec_run_command(runtime, id, spec, false)?;
+        command::run(c, None, DEFAULT_TIMEOUT)
+    }
+
+    /// `ctr run -d --config SPEC ID`: starts a container from a complete OCI
+    /// spec and returns once it runs. The caller removes it (e.g.
+    /// [`Containerd::remove`]).
+    pub fn run_detached_with_spec(&self, runtime: &str, id: &str, spec: &Value) -> Result<CmdOutput> {
+        let c = self.spec_run_command(runtime, id, spec, true)?;
+        command::run(c, None, DEFAULT_TIMEOUT)?.ok()
+    }
+
+    fn spec_run_command(
+        &self,
+        runtime: &str,
+        id: &str,
+        spec: &Value,
+        detach: bool,
+    ) -> Result<std::process::Command> {
         self.track(id);
         let specs = self.dir().join("specs");
         fs::create_dir_all(&specs)?;
@@ -236,7 +255,7 @@ impl Containerd {
         fs::write(&file, serde_json::to_vec_pretty(spec)?)?;
         let mut c = self.ctr_command();
         c.arg("run")
-            .arg("--rm")
+            .arg(if detach { "-d" } else { "--rm" })
             .arg("--fifo-dir")
             .arg(self.fifo_dir())
             .arg("--runtime")
@@ -244,7 +263,7 @@ impl Containerd {
             .arg("--config")
             .arg(&file)
             .arg(id);
-        command::run(c, None, DEFAULT_TIMEOUT)
+        Ok(c)
     }
 
     /// `ctr task exec --exec-id EXEC ID ARGS...`: output and exit code of a

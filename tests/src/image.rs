@@ -199,6 +199,17 @@ pub fn build_layer(busybox: &Path) -> Result<Vec<u8>> {
     b.into_inner().context("finishing the layer tar")
 }
 
+/// Unpacks the test image's layer (built from the default busybox) into
+/// `dest`, which is created if missing: a root filesystem of its own for a
+/// test that changes it (ownership, symlinks, extra files).
+pub fn unpack_rootfs(dest: &Path) -> Result<()> {
+    let layer = build_layer(Path::new(DEFAULT_BUSYBOX))?;
+    let mut ar = tar::Archive::new(layer.as_slice());
+    ar.set_preserve_permissions(true);
+    ar.unpack(dest)
+        .with_context(|| format!("unpacking the rootfs into {}", dest.display()))
+}
+
 /// Writes an OCI image-layout tar of a busybox image to `out`.
 ///
 /// The archive is deterministic: the same busybox and name give the same

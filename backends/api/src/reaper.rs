@@ -144,6 +144,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(clippy::zombie_processes)] // the reaper under test waits for it
     async fn real_children_are_reaped() {
         start().unwrap();
         let child = std::process::Command::new("sh")

@@ -47,7 +47,11 @@ impl Channel {
     }
 
     /// Sends one message with descriptors attached.
-    pub(crate) fn send_with_fds<T: Serialize>(&mut self, message: &T, fds: &[RawFd]) -> std::io::Result<()> {
+    pub(crate) fn send_with_fds<T: Serialize>(
+        &mut self,
+        message: &T,
+        fds: &[RawFd],
+    ) -> std::io::Result<()> {
         let body = serde_json::to_vec(message).map_err(std::io::Error::other)?;
         let header = (body.len() as u32).to_le_bytes();
         if fds.is_empty() {
@@ -59,7 +63,13 @@ impl Channel {
         // The descriptors ride on the header's bytes, which go out in one call.
         let iov = [IoSlice::new(&header)];
         let cmsg = [ControlMessage::ScmRights(fds)];
-        let sent = sendmsg::<()>(self.stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+        let sent = sendmsg::<()>(
+            self.stream.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        )?;
         if sent != header.len() {
             self.stream.write_all(&header[sent..])?;
         }
@@ -72,7 +82,9 @@ impl Channel {
     }
 
     /// Receives one message and the descriptors attached to it.
-    pub(crate) fn recv_with_fds<T: DeserializeOwned>(&mut self) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
+    pub(crate) fn recv_with_fds<T: DeserializeOwned>(
+        &mut self,
+    ) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
         let mut header = [0u8; 4];
         let mut fds = Vec::new();
         let mut got = 0;
@@ -93,7 +105,11 @@ impl Channel {
                 if let ControlMessageOwned::ScmRights(received) = cmsg {
                     // SAFETY: the kernel just installed these descriptors in
                     // this process for us; nothing else owns them.
-                    fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                    fds.extend(
+                        received
+                            .into_iter()
+                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                    );
                 }
             }
             if msg.bytes == 0 {
@@ -130,7 +146,8 @@ mod tests {
         let (mut a, mut b) = (Channel::new(a), Channel::new(b));
         let file = std::fs::File::open("/dev/null").unwrap();
         a.send(&"first".to_string()).unwrap();
-        a.send_with_fds(&"second".to_string(), &[file.as_raw_fd()]).unwrap();
+        a.send_with_fds(&"second".to_string(), &[file.as_raw_fd()])
+            .unwrap();
         a.send(&"third".to_string()).unwrap();
         drop(a);
         let (first, fds): (String, _) = b.recv_with_fds().unwrap().unwrap();

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Spec};
-use strata_hooks::HookKind;
 use strata_backend::{Container, Error, Process, Result, Stdio};
 use strata_cgroups::Cgroup;
+use strata_hooks::HookKind;
 
 use crate::process::NativeProcess;
 use crate::protocol::{ExecRequest, Request};
@@ -39,7 +39,8 @@ impl Container for NativeContainer {
         tokio::task::spawn_blocking(move || release(&fifo))
             .await
             .map_err(|e| Error::Process(format!("start task failed: {e}")))??;
-        self.run_hooks(HookKind::Poststart, ContainerState::Running).await
+        self.run_hooks(HookKind::Poststart, ContainerState::Running)
+            .await
     }
 
     async fn exec(
@@ -54,26 +55,20 @@ impl Container for NativeContainer {
             )));
         }
         let init_pid = self.init.pid();
-        let namespaces = self
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().clone())
-            .unwrap_or_default()
-            .iter()
-            .map(|ns| {
-                (
-                    ns.typ(),
-                    PathBuf::from(format!("/proc/{init_pid}/ns/{}", ns_file(ns.typ()))),
-                )
-            })
-            .collect();
+        let namespaces = init_namespaces(&self.spec, init_pid);
         let request = Request::Exec(Box::new(ExecRequest {
             process,
             namespaces,
             seccomp: self.support.seccomp.clone(),
         }));
-        let process = launch(&self.helper, request, &stdio, self.cgroup.clone(), self.support.clone()).await?;
+        let process = launch(
+            &self.helper,
+            request,
+            &stdio,
+            self.cgroup.clone(),
+            self.support.clone(),
+        )
+        .await?;
         Ok(Box::new(process))
     }
 
@@ -106,7 +101,8 @@ impl Container for NativeContainer {
         tokio::task::spawn_blocking(move || teardown(&cgroup, &fifo))
             .await
             .map_err(|e| Error::Process(format!("teardown task failed: {e}")))??;
-        self.run_hooks(HookKind::Poststop, ContainerState::Stopped).await
+        self.run_hooks(HookKind::Poststop, ContainerState::Stopped)
+            .await
     }
 }
 
@@ -139,7 +135,7 @@ pub(crate) fn teardown(cgroup: &Cgroup, start_fifo: &Path) -> Result<()> {
 }
 
 /// Lets the waiting init process exec the user's program.
-fn release(fifo: &Path) -> Result<()> {
+pub(crate) fn release(fifo: &Path) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -155,6 +151,20 @@ fn release(fifo: &Path) -> Result<()> {
     drop(file);
     let _ = std::fs::remove_file(fifo);
     Ok(())
+}
+
+/// The namespaces of the container's init, to be joined by exec'd processes.
+pub(crate) fn init_namespaces(spec: &Spec, init_pid: u32) -> Vec<(LinuxNamespaceType, PathBuf)> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|ns| {
+            let path = PathBuf::from(format!("/proc/{init_pid}/ns/{}", ns_file(ns.typ())));
+            (ns.typ(), path)
+        })
+        .collect()
 }
 
 /// The file name of a namespace under `/proc/<pid>/ns`.

@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process, Spec};
 use serde::{Deserialize, Serialize};
 
-/// The descriptor number at which the helper finds its channel.
-pub(crate) const CHANNEL_FD: i32 = 3;
+/// The environment variable naming the descriptor at which the helper finds
+/// its channel: 3, or just above the descriptors the process inherits.
+pub(crate) const CHANNEL_FD_ENV: &str = "_STRATA_INIT_CHANNEL";
 
 /// A job for the init helper.
 #[derive(Debug, Serialize, Deserialize)]

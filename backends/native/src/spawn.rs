@@ -11,14 +11,15 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::{ContainerState, Hooks, LinuxSeccomp, State};
-use strata_hooks::HookKind;
-use tokio::runtime::Handle;
 use strata_backend::{reaper, Error, Result, Stdio};
 use strata_cgroups::Cgroup;
+use strata_hooks::HookKind;
+use tokio::runtime::Handle;
 
 use crate::channel::Channel;
-use crate::protocol::{Report, Request, CHANNEL_FD};
+use crate::host::{Host, ShimHost};
 use crate::process::NativeProcess;
+use crate::protocol::{Report, Request, CHANNEL_FD_ENV};
 use crate::stdio::{ChildStdio, StreamCopier};
 
 /// How long the helper may take to build a container before it is given up.
@@ -73,6 +74,9 @@ pub(crate) struct Support {
     pub hooks: Option<Hooks>,
     /// Where a notification listener goes.
     pub seccomp: Option<LinuxSeccomp>,
+    /// How many descriptors from 3 on the process inherits from the
+    /// runtime (runc's `--preserve-fds`).
+    pub preserve_fds: u32,
 }
 
 impl Support {
@@ -89,15 +93,13 @@ impl Support {
     }
 
     /// Runs the `prestart` and `createRuntime` hooks, in that order.
-    fn run_create_runtime_hooks(&self, runtime: &Handle, pid: i32) -> Result<()> {
+    fn run_create_runtime_hooks(&self, host: &dyn Host, pid: i32) -> Result<()> {
         let Some(hooks) = &self.hooks else {
             return Ok(());
         };
         let state = self.state(pid, ContainerState::Creating);
         for kind in [HookKind::Prestart, HookKind::CreateRuntime] {
-            runtime
-                .block_on(strata_hooks::run(kind, hooks, &state))
-                .map_err(|e| Error::Process(e.to_string()))?;
+            host.run_hooks(kind, hooks, &state)?;
         }
         Ok(())
     }
@@ -108,12 +110,13 @@ impl Support {
             .seccomp
             .as_ref()
             .ok_or_else(|| Error::Process("a seccomp listener without a profile".into()))?;
-        let path = seccomp
-            .listener_path()
-            .as_ref()
-            .ok_or_else(|| Error::Process("a seccomp listener without linux.seccomp.listenerPath".into()))?;
-        let state = strata_seccomp::process_state(seccomp, pid, self.state(pid, ContainerState::Creating));
-        strata_seccomp::send_listener(path, fd.as_fd(), &state).map_err(|e| Error::Process(e.to_string()))
+        let path = seccomp.listener_path().as_ref().ok_or_else(|| {
+            Error::Process("a seccomp listener without linux.seccomp.listenerPath".into())
+        })?;
+        let state =
+            strata_seccomp::process_state(seccomp, pid, self.state(pid, ContainerState::Creating));
+        strata_seccomp::send_listener(path, fd.as_fd(), &state)
+            .map_err(|e| Error::Process(e.to_string()))
     }
 }
 
@@ -128,9 +131,11 @@ pub(crate) async fn launch(
 ) -> Result<NativeProcess> {
     let (mut streams, child_stdio) = StreamCopier::open(stdio)?;
     let helper = helper.to_owned();
-    let runtime = Handle::current();
+    let host = ShimHost {
+        runtime: Handle::current(),
+    };
     let spawned = tokio::task::spawn_blocking(move || {
-        run_helper(&helper, &request, child_stdio, &cgroup, &support, &runtime)
+        run_helper(&helper, &request, child_stdio, &cgroup, &support, &host)
     })
     .await
     .map_err(|e| Error::Process(format!("the init helper task failed: {e}")))?;
@@ -154,24 +159,23 @@ pub(crate) async fn launch(
 
 /// Runs `helper init` with `stdio`, places it in `cgroup`, sends `request`,
 /// and collects the reports, doing what the helper asks of the runtime on
-/// the way. Blocking: call from a blocking thread of `runtime`.
-fn run_helper(
+/// the way. Blocking: call from a blocking thread.
+pub(crate) fn run_helper(
     helper: &Path,
     request: &Request,
     stdio: ChildStdio,
     cgroup: &Cgroup,
     support: &Support,
-    runtime: &Handle,
+    host: &dyn Host,
 ) -> Spawned {
     let mut pid = None;
     let mut terminal = None;
     let result = (|| {
         let (mut channel, theirs) =
             Channel::pair().map_err(|e| Error::io("creating the init channel", e))?;
-        let child = spawn(helper, stdio, theirs)?;
+        let child = spawn(helper, stdio, theirs, support.preserve_fds)?;
         let helper_pid = child.id() as i32;
-        // The reaper collects the helper's exit; we only need the reports.
-        drop(reaper::watch(helper_pid));
+        host.dispose(child);
         if let Err(e) = cgroup.add_process(helper_pid) {
             let _ = kill(Pid::from_raw(helper_pid), Signal::SIGKILL);
             return Err(Error::Process(format!(
@@ -218,7 +222,9 @@ fn run_helper(
                     Some(maps) => maps.write(helper_pid),
                     None => Err(Error::Process("a user namespace without id maps".into())),
                 },
-                Report::CreateRuntimeHooks => support.run_create_runtime_hooks(runtime, pid.unwrap_or(0)),
+                Report::CreateRuntimeHooks => {
+                    support.run_create_runtime_hooks(host, pid.unwrap_or(0))
+                }
                 Report::SeccompListener => match fds.pop() {
                     Some(fd) => support.send_listener(&fd, pid.unwrap_or(0)),
                     None => Err(Error::Process("the seccomp listener did not arrive".into())),
@@ -240,32 +246,47 @@ fn run_helper(
             )),
         }
     })();
-    Spawned { pid, result, terminal }
+    Spawned {
+        pid,
+        result,
+        terminal,
+    }
 }
 
-fn spawn(helper: &Path, stdio: ChildStdio, channel: OwnedFd) -> Result<std::process::Child> {
+/// Starts the helper with `stdio` as 0, 1 and 2, descriptors 3 to
+/// 3 + `preserve_fds` - 1 passed through, and the channel just above them.
+fn spawn(
+    helper: &Path,
+    stdio: ChildStdio,
+    channel: OwnedFd,
+    preserve_fds: u32,
+) -> Result<std::process::Child> {
+    let target = 3 + preserve_fds as i32;
     let mut command = Command::new(helper);
     command
         .arg("init")
         .env_clear()
+        .env(CHANNEL_FD_ENV, target.to_string())
         .stdin(stdio.stdin)
         .stdout(stdio.stdout)
         .stderr(stdio.stderr);
     let raw = channel.as_raw_fd();
+    let hand_over = move || -> std::io::Result<()> {
+        let rc = if raw == target {
+            // SAFETY: clears close-on-exec on a descriptor this process owns.
+            unsafe { libc::fcntl(raw, libc::F_SETFD, 0) }
+        } else {
+            // SAFETY: duplicates a descriptor this process owns onto `target`.
+            unsafe { libc::dup2(raw, target) }
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
     // SAFETY: the closure runs between fork and exec and calls only dup2 and
     // fcntl, which are async-signal-safe; it touches no locks or allocations.
-    unsafe {
-        command.pre_exec(move || {
-            if raw == CHANNEL_FD {
-                if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, CHANNEL_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    unsafe { command.pre_exec(hand_over) };
     let child = command
         .spawn()
         .map_err(|e| Error::path("starting the init helper", helper, e))?;

@@ -29,6 +29,17 @@ pub(crate) struct ChildStdio {
     pub stderr: std::process::Stdio,
 }
 
+impl ChildStdio {
+    /// The calling process's own standard streams, passed on as they are.
+    pub fn inherit() -> ChildStdio {
+        ChildStdio {
+            stdin: std::process::Stdio::inherit(),
+            stdout: std::process::Stdio::inherit(),
+            stderr: std::process::Stdio::inherit(),
+        }
+    }
+}
+
 /// The runtime's side of a process's streams.
 pub(crate) struct StreamCopier {
     outputs: Vec<JoinHandle<()>>,
@@ -109,7 +120,10 @@ impl StreamCopier {
     pub fn attach_terminal(&mut self, master: OwnedFd) -> Result<()> {
         nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
             .map_err(|e| Error::sys("making the terminal non-blocking", e))?;
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("duplicating the terminal", e));
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| Error::io("duplicating the terminal", e))
+        };
         if let Some(path) = self.stdio.stdout.clone() {
             let fifo = pipe::OpenOptions::new()
                 .read_write(true)
@@ -125,7 +139,11 @@ impl StreamCopier {
                 .map_err(|e| Error::path("opening the stdin FIFO", &path, e))?;
             let writer = pipe::Sender::from_owned_fd_unchecked(dup(&master)?)
                 .map_err(|e| Error::io("registering the terminal", e))?;
-            self.input = Some(tokio::spawn(copy_input(fifo, writer, self.close_stdin.clone())));
+            self.input = Some(tokio::spawn(copy_input(
+                fifo,
+                writer,
+                self.close_stdin.clone(),
+            )));
         }
         self.terminal = Some(master);
         Ok(())
@@ -145,7 +163,10 @@ impl StreamCopier {
         // SAFETY: `master` is an open terminal and `size` a valid struct that
         // outlives the call.
         if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
-            return Err(Error::io("resizing the terminal", std::io::Error::last_os_error()));
+            return Err(Error::io(
+                "resizing the terminal",
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(())
     }

@@ -44,7 +44,10 @@ pub(crate) fn check(spec: &Spec) -> Result<()> {
             return Err(invalid(field, format!("{} is listed twice", ns.typ())));
         }
         if ns.typ() == LinuxNamespaceType::Time {
-            return Err(invalid(field, "time namespaces are not supported by the native backend"));
+            return Err(invalid(
+                field,
+                "time namespaces are not supported by the native backend",
+            ));
         }
         if let Some(path) = ns.path() {
             if !path.is_absolute() {
@@ -58,18 +61,32 @@ pub(crate) fn check(spec: &Spec) -> Result<()> {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         check_destination(&format!("mounts[{i}].destination"), m.destination())?;
     }
-    let new_user_ns = namespaces.iter().any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+    let new_user_ns = namespaces
+        .iter()
+        .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
     let linux = spec.linux().as_ref();
     for (field, maps) in [
-        ("linux.uidMappings", linux.and_then(|l| l.uid_mappings().as_ref())),
-        ("linux.gidMappings", linux.and_then(|l| l.gid_mappings().as_ref())),
+        (
+            "linux.uidMappings",
+            linux.and_then(|l| l.uid_mappings().as_ref()),
+        ),
+        (
+            "linux.gidMappings",
+            linux.and_then(|l| l.gid_mappings().as_ref()),
+        ),
     ] {
         let maps = maps.map(Vec::as_slice).unwrap_or_default();
         if new_user_ns && maps.is_empty() {
-            return Err(invalid(field, "a new user namespace needs at least one mapping"));
+            return Err(invalid(
+                field,
+                "a new user namespace needs at least one mapping",
+            ));
         }
         if !new_user_ns && !maps.is_empty() {
-            return Err(invalid(field, "mappings need a new user namespace in linux.namespaces"));
+            return Err(invalid(
+                field,
+                "mappings need a new user namespace in linux.namespaces",
+            ));
         }
         for (i, m) in maps.iter().enumerate() {
             let fits = |start: u32| u64::from(start) + u64::from(m.size()) <= u64::from(u32::MAX);
@@ -93,7 +110,11 @@ pub(crate) fn check(spec: &Spec) -> Result<()> {
 /// Allows only sysctls that live in a namespace the container has of its
 /// own, so that no sysctl can change the host.
 fn check_sysctls(spec: &Spec, namespaces: &[oci_spec::runtime::LinuxNamespace]) -> Result<()> {
-    let own = |kind: LinuxNamespaceType| namespaces.iter().any(|ns| ns.typ() == kind && ns.path().is_none());
+    let own = |kind: LinuxNamespaceType| {
+        namespaces
+            .iter()
+            .any(|ns| ns.typ() == kind && ns.path().is_none())
+    };
     let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
         return Ok(());
     };
@@ -116,10 +137,16 @@ fn check_sysctls(spec: &Spec, namespaces: &[oci_spec::runtime::LinuxNamespace]) 
         } else if key == "kernel.hostname" || key == "kernel.domainname" {
             LinuxNamespaceType::Uts
         } else {
-            return Err(invalid(field, "not a namespaced sysctl; it would change the host"));
+            return Err(invalid(
+                field,
+                "not a namespaced sysctl; it would change the host",
+            ));
         };
         if !own(namespace) {
-            return Err(invalid(field, format!("needs the container's own {namespace} namespace")));
+            return Err(invalid(
+                field,
+                format!("needs the container's own {namespace} namespace"),
+            ));
         }
         if key.contains('/') || key.split('.').any(|part| part.is_empty() || part == "..") {
             return Err(invalid(field, "malformed key"));
@@ -186,9 +213,16 @@ mod tests {
             ))
         };
         check(&with(r#"{"type":"network"}"#, "net.ipv4.ip_forward")).unwrap();
-        let e = check(&with(r#"{"type":"ipc"}"#, "net.ipv4.ip_forward")).unwrap_err().to_string();
-        assert!(e.contains("linux.sysctl.net.ipv4.ip_forward") && e.contains("net"), "{e}");
-        let e = check(&with(r#"{"type":"network"}"#, "vm.swappiness")).unwrap_err().to_string();
+        let e = check(&with(r#"{"type":"ipc"}"#, "net.ipv4.ip_forward"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linux.sysctl.net.ipv4.ip_forward") && e.contains("net"),
+            "{e}"
+        );
+        let e = check(&with(r#"{"type":"network"}"#, "vm.swappiness"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("would change the host"), "{e}");
     }
 
@@ -200,8 +234,13 @@ mod tests {
             ))
         };
         check(&user(r#"{"containerID":0,"hostID":100000,"size":65536}"#)).unwrap();
-        let e = check(&user(r#"{"containerID":0,"hostID":4294967295,"size":2}"#)).unwrap_err().to_string();
-        assert!(e.contains("linux.uidMappings[0]") && e.contains("overflows"), "{e}");
+        let e = check(&user(r#"{"containerID":0,"hostID":4294967295,"size":2}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linux.uidMappings[0]") && e.contains("overflows"),
+            "{e}"
+        );
         let e = check(&user("")).unwrap_err().to_string();
         assert!(e.contains("linux.uidMappings"), "{e}");
     }

@@ -129,7 +129,11 @@ impl Root {
                         return Err(io::Error::from_raw_os_error(libc::ELOOP));
                     }
                     let target = std::fs::read_link(fd_path(&dir).join(name))?;
-                    let target = if target.is_absolute() { target } else { parent.join(target) };
+                    let target = if target.is_absolute() {
+                        target
+                    } else {
+                        parent.join(target)
+                    };
                     let wanted = if last { kind } else { Kind::Dir };
                     self.ensure_within(&target, wanted, links_left - 1)?;
                 }

@@ -24,13 +24,12 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::unistd::{fork, ForkResult};
 use oci_spec::runtime::{ContainerState, State};
 use strata_hooks::HookKind;
 use strata_seccomp::Filter;
 
 use crate::channel::Channel;
-use crate::protocol::{ExecRequest, InitRequest, Report, Request, CHANNEL_FD};
+use crate::protocol::{ExecRequest, InitRequest, Report, Request, CHANNEL_FD_ENV};
 
 /// Why setting up a container process failed; the text reaches the user.
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +57,19 @@ impl InitError {
 /// Runs the init helper. Binaries that embed the native backend call this
 /// when started with the `init` argument.
 pub fn main() -> ! {
+    let Some(fd) = std::env::var(CHANNEL_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        eprintln!("init: {CHANNEL_FD_ENV} is not set; this command is run by the runtime only");
+        std::process::exit(2);
+    };
     // SAFETY: the runtime placed the channel's socket at this descriptor
-    // before exec; nothing else in this fresh process owns it.
-    let stream = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+    // before exec; nothing else in this fresh process owns it. It must not
+    // reach the container's program, so it closes on exec from now on.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // SAFETY: F_SETFD on a descriptor this process owns; no memory is involved.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     let mut channel = Channel::new(stream);
     let failure = match channel.recv::<Request>() {
         Ok(Some(Request::Init(request))) => create(channel, *request),
@@ -103,7 +112,9 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
         rootfs::mount_all(spec, &request.bundle, &request.rootfs, &request.cgroup_dirs)?;
         rootfs::create_devices(spec, &request.rootfs, in_user_ns)?;
         if let Some(hooks) = spec.hooks() {
-            if !HookKind::CreateRuntime.hooks(hooks).is_empty() || !HookKind::Prestart.hooks(hooks).is_empty() {
+            if !HookKind::CreateRuntime.hooks(hooks).is_empty()
+                || !HookKind::Prestart.hooks(hooks).is_empty()
+            {
                 await_runtime(&mut channel, Report::CreateRuntimeHooks)?;
             }
             let state = hook_state(&request, host_pid, ContainerState::Creating);
@@ -231,23 +242,30 @@ fn hook_state(request: &InitRequest, pid: i32, status: ContainerState) -> State 
     state
 }
 
-/// Forks. The parent reports the child's pid and exits; the child returns
-/// once that report is out, so the two never write to the channel at once.
+/// Forks the container process as a sibling of this helper (CLONE_PARENT),
+/// so that it is the runtime's own child: the shim's reaper, or a waiting
+/// command-line runtime, collects its exit directly. The helper reports the
+/// pid and exits; the child returns once that report is out, so the two
+/// never write to the channel at once.
 fn fork_reporting(channel: &mut Channel) -> Result<()> {
     let (wait_read, wait_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::sys("pipe", e))?;
-    // SAFETY: this process is single-threaded (a fresh exec of the runtime
-    // that started no threads), so the child may run arbitrary code.
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { child }) => {
-            let code = match channel.send(&Report::Pid(child.as_raw())) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            };
-            // Exiting closes `wait_write`, which releases the child.
-            std::process::exit(code)
-        }
-        Ok(ForkResult::Child) => {
+    // SAFETY: clone without CLONE_VM and without a new stack behaves like
+    // fork; this process is single-threaded (a fresh exec of the runtime that
+    // started no threads), so the child may run arbitrary code.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match pid {
+        -1 => Err(InitError::io("clone", std::io::Error::last_os_error())),
+        0 => {
             drop(wait_write);
             let mut byte = [0u8; 1];
             let mut released = std::fs::File::from(wait_read);
@@ -258,7 +276,14 @@ fn fork_reporting(channel: &mut Channel) -> Result<()> {
             }
             Ok(())
         }
-        Err(e) => Err(InitError::sys("fork", e)),
+        child => {
+            let code = match channel.send(&Report::Pid(child as i32)) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // Exiting closes `wait_write`, which releases the child.
+            std::process::exit(code)
+        }
     }
 }
 

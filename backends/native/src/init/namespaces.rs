@@ -20,7 +20,10 @@ pub(crate) fn has_own(spec: &Spec, kind: LinuxNamespaceType) -> bool {
     spec.linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|list| list.iter().any(|ns| ns.typ() == kind && ns.path().is_none()))
+        .is_some_and(|list| {
+            list.iter()
+                .any(|ns| ns.typ() == kind && ns.path().is_none())
+        })
 }
 
 /// Joins the namespaces that have a path, then creates the others, as
@@ -44,7 +47,8 @@ pub(crate) fn enter(spec: &Spec, channel: &mut Channel) -> Result<()> {
     join(&to_join)?;
     if to_create.contains(CloneFlags::CLONE_NEWUSER) {
         to_create.remove(CloneFlags::CLONE_NEWUSER);
-        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| InitError::sys("creating the user namespace", e))?;
+        unshare(CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| InitError::sys("creating the user namespace", e))?;
         channel
             .send(&Report::UserNamespace)
             .map_err(|e| InitError::io("asking for the id maps", e))?;

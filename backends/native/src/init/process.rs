@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::os::fd::OwnedFd;
 
 use caps::{CapSet, Capability as Cap, CapsHashSet};
-use strata_seccomp::Filter;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimitType, Process};
+use strata_seccomp::Filter;
 
 use super::{InitError, Result};
 
@@ -47,7 +47,10 @@ impl Program {
 /// change (the profile must then allow those calls, as the usual ones do);
 /// with it, the filter is loaded last, so it constrains as little of the
 /// runtime's own work as possible.
-pub(crate) fn prepare(process: &Process, seccomp: Option<Filter>) -> Result<(Program, Option<OwnedFd>)> {
+pub(crate) fn prepare(
+    process: &Process,
+    seccomp: Option<Filter>,
+) -> Result<(Program, Option<OwnedFd>)> {
     set_rlimits(process)?;
     if let Some(umask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
@@ -69,7 +72,10 @@ pub(crate) fn prepare(process: &Process, seccomp: Option<Filter>) -> Result<(Pro
     if no_new_privileges {
         // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(InitError::io("setting no_new_privs", std::io::Error::last_os_error()));
+            return Err(InitError::io(
+                "setting no_new_privs",
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     let cwd = process.cwd();

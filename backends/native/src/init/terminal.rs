@@ -43,12 +43,18 @@ pub(crate) fn attach(process: &Process, channel: &mut Channel) -> Result<()> {
     nix::unistd::setsid().map_err(|e| InitError::sys("setsid", e))?;
     // SAFETY: TIOCSCTTY takes an integer argument; `slave` is an open terminal.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-        return Err(InitError::io("making the terminal controlling", std::io::Error::last_os_error()));
+        return Err(InitError::io(
+            "making the terminal controlling",
+            std::io::Error::last_os_error(),
+        ));
     }
     for target in 0..3 {
         // SAFETY: dup2 onto the standard descriptors, which this process owns.
         if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
-            return Err(InitError::io("attaching the terminal", std::io::Error::last_os_error()));
+            return Err(InitError::io(
+                "attaching the terminal",
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     channel
