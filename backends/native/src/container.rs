@@ -54,6 +54,7 @@ impl Container for NativeContainer {
                 "cannot exec {exec_id}: the container is not running"
             )));
         }
+        crate::validate::check_process(&process)?;
         let init_pid = self.init.pid();
         let namespaces = init_namespaces(&self.spec, init_pid);
         let request = Request::Exec(Box::new(ExecRequest {

@@ -100,6 +100,7 @@ impl DirectRuntime {
         process: Process,
         preserve_fds: u32,
     ) -> Result<Made> {
+        crate::validate::check_process(&process)?;
         let cgroup = self.cgroup(id, spec)?;
         let support = Support {
             id: id.to_owned(),

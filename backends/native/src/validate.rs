@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Component, Path};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 use strata_backend::{Error, Result};
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
@@ -20,17 +20,19 @@ pub(crate) fn check(spec: &Spec) -> Result<()> {
         .process()
         .as_ref()
         .ok_or_else(|| invalid("process", "missing"))?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(invalid("process.args", "must name a program"));
-    }
-    if !process.cwd().is_absolute() {
+    check_process(process)?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root", "missing"))?;
+    if root.path().is_relative() && root.path().components().any(|c| c == Component::ParentDir) {
         return Err(invalid(
-            "process.cwd",
-            format!("{:?} is not absolute", process.cwd()),
+            "root.path",
+            format!("{:?} climbs out of the bundle", root.path()),
         ));
     }
-    if spec.root().is_none() {
-        return Err(invalid("root", "missing"));
+    if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        check_resources(resources)?;
     }
     let mut seen = HashSet::new();
     let namespaces = spec
@@ -155,6 +157,135 @@ fn check_sysctls(spec: &Spec, namespaces: &[oci_spec::runtime::LinuxNamespace]) 
     Ok(())
 }
 
+/// Rejects a process the kernel would refuse only later, at exec or setrlimit,
+/// when the failure could no longer be reported as the spec's fault.
+pub(crate) fn check_process(process: &Process) -> Result<()> {
+    let args = process.args().as_deref().unwrap_or_default();
+    if args.is_empty() {
+        return Err(invalid("process.args", "must name a program"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(invalid(
+            "process.cwd",
+            format!("{:?} is not absolute", process.cwd()),
+        ));
+    }
+    let env = process.env().as_deref().unwrap_or_default();
+    if let Some((i, long)) = args
+        .iter()
+        .chain(env)
+        .enumerate()
+        .find(|(_, s)| s.len() >= MAX_ARG_STRLEN)
+    {
+        let field = if i < args.len() {
+            format!("process.args[{i}]")
+        } else {
+            format!("process.env[{}]", i - args.len())
+        };
+        return Err(invalid(
+            field,
+            format!(
+                "{} bytes long; exec takes strings of at most {} bytes",
+                long.len(),
+                MAX_ARG_STRLEN - 1
+            ),
+        ));
+    }
+    // execve counts each string with its terminating NUL and its pointer.
+    let size: usize = args
+        .iter()
+        .chain(env)
+        .map(|s| s.len() + 1 + std::mem::size_of::<usize>())
+        .sum();
+    let limit = exec_size_limit();
+    if size > limit {
+        return Err(invalid(
+            "process.args",
+            format!("the arguments and environment take {size} bytes; exec allows at most {limit}"),
+        ));
+    }
+    for (i, limit) in process.rlimits().iter().flatten().enumerate() {
+        if limit.soft() > limit.hard() {
+            return Err(invalid(
+                format!("process.rlimits[{i}]"),
+                format!(
+                    "{:?}: soft limit {} exceeds hard limit {}",
+                    limit.typ(),
+                    limit.soft(),
+                    limit.hard()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The longest single argument or environment string execve takes, with
+/// its NUL: 32 pages.
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// What execve accepts for arguments and environment together: a quarter
+/// of the stack limit, as the kernel computes it (at least 128 KiB).
+fn exec_size_limit() -> usize {
+    let stack = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+        .map(|(soft, _)| soft)
+        .unwrap_or(8 << 20);
+    let quarter = if stack == libc::RLIM_INFINITY {
+        usize::MAX / 4
+    } else {
+        (stack / 4) as usize
+    };
+    quarter.max(128 << 10)
+}
+
+/// Rejects limits the kernel would refuse, naming the field, instead of
+/// failing halfway through applying them.
+fn check_resources(resources: &LinuxResources) -> Result<()> {
+    if let Some(memory) = resources.memory() {
+        for (field, value) in [
+            ("limit", memory.limit()),
+            ("reservation", memory.reservation()),
+            ("swap", memory.swap()),
+        ] {
+            if let Some(v) = value {
+                if v < -1 {
+                    return Err(invalid(
+                        format!("linux.resources.memory.{field}"),
+                        format!("{v} is negative (only -1, unlimited, is allowed)"),
+                    ));
+                }
+            }
+        }
+        if let (Some(limit), Some(swap)) = (memory.limit(), memory.swap()) {
+            if limit > 0 && swap > 0 && swap < limit {
+                return Err(invalid(
+                    "linux.resources.memory.swap",
+                    format!("memory+swap {swap} is below the memory limit {limit}"),
+                ));
+            }
+        }
+    }
+    if let Some(cpu) = resources.cpu() {
+        if let Some(period) = cpu.period() {
+            if !(1_000..=1_000_000).contains(&period) {
+                return Err(invalid(
+                    "linux.resources.cpu.period",
+                    format!("{period} is outside 1000..=1000000 microseconds"),
+                ));
+            }
+        }
+        if let Some(quota) = cpu.quota() {
+            if quota != -1 && !(1_000..=i64::MAX / 2).contains(&quota) {
+                return Err(invalid(
+                    "linux.resources.cpu.quota",
+                    format!("{quota} must be -1 (unlimited) or at least 1000 microseconds"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_destination(field: &str, path: &Path) -> Result<()> {
     if !path.is_absolute() {
         return Err(invalid(field, format!("{path:?} is not absolute")));
@@ -243,6 +374,90 @@ mod tests {
         );
         let e = check(&user("")).unwrap_err().to_string();
         assert!(e.contains("linux.uidMappings"), "{e}");
+    }
+
+    #[test]
+    fn absurd_values_are_refused_by_field() {
+        let with = |extra: &str| spec(&format!(r#"{{{BASE},{extra}}}"#));
+        let cases = [
+            (
+                r#""linux":{"resources":{"memory":{"limit":-5}}}"#,
+                "linux.resources.memory.limit",
+            ),
+            (
+                r#""linux":{"resources":{"memory":{"limit":1000000,"swap":10}}}"#,
+                "linux.resources.memory.swap",
+            ),
+            (
+                r#""linux":{"resources":{"cpu":{"period":10}}}"#,
+                "linux.resources.cpu.period",
+            ),
+            (
+                r#""linux":{"resources":{"cpu":{"quota":5}}}"#,
+                "linux.resources.cpu.quota",
+            ),
+        ];
+        for (extra, field) in cases {
+            let e = check(&with(extra)).unwrap_err().to_string();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"../../etc"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}}"#,
+        );
+        assert!(check(&s).unwrap_err().to_string().contains("root.path"));
+    }
+
+    #[test]
+    fn a_huge_argv_and_inverted_rlimits_are_refused() {
+        let big = "x".repeat(1 << 20);
+        let s = spec(&format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{{"cwd":"/","args":["sh","{big}"],"user":{{"uid":0,"gid":0}}}}}}"#
+        ));
+        let e = check(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("process.args[1]") && e.contains("exec takes strings of at most"),
+            "{e}"
+        );
+        let many = vec![format!("\"{}\"", "y".repeat(100_000)); 200].join(",");
+        let s = spec(&format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{{"cwd":"/","args":["sh",{many}],"user":{{"uid":0,"gid":0}}}}}}"#
+        ));
+        let e = check(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("process.args") && e.contains("exec allows at most"),
+            "{e}"
+        );
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]}}"#,
+        );
+        assert!(check(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("process.rlimits[0]"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Arbitrary JSON that parses as a spec never makes the checks panic.
+        #[test]
+        fn arbitrary_specs_never_panic(args in proptest::collection::vec(".{0,20}", 0..4),
+                                       dest in "[a-z/.]{0,12}",
+                                       limit in proptest::prelude::any::<i64>(),
+                                       soft in proptest::prelude::any::<u64>(),
+                                       hard in proptest::prelude::any::<u64>()) {
+            let json = serde_json::json!({
+                "ociVersion": "1.0.2",
+                "root": {"path": "rootfs"},
+                "process": {"cwd": "/", "args": args, "user": {"uid": 0, "gid": 0},
+                            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": soft, "hard": hard}]},
+                "mounts": [{"destination": dest}],
+                "linux": {"resources": {"memory": {"limit": limit}}}
+            });
+            if let Ok(s) = serde_json::from_value::<Spec>(json) {
+                let _ = check(&s);
+            }
+        }
     }
 
     #[test]
