@@ -236,7 +236,12 @@ impl Containerd {
     /// `ctr run -d --config SPEC ID`: starts a container from a complete OCI
     /// spec and returns once it runs. The caller removes it (e.g.
     /// [`Containerd::remove`]).
-    pub fn run_detached_with_spec(&self, runtime: &str, id: &str, spec: &Value) -> Result<CmdOutput> {
+    pub fn run_detached_with_spec(
+        &self,
+        runtime: &str,
+        id: &str,
+        spec: &Value,
+    ) -> Result<CmdOutput> {
         let c = self.spec_run_command(runtime, id, spec, true)?;
         command::run(c, None, DEFAULT_TIMEOUT)?.ok()
     }

@@ -51,17 +51,31 @@ fn host(args: &[&str]) {
 /// `/proc/timer_list`, as this kernel has no `/proc/kcore`, and `/etc/passwd` of the image when the spec says so), a
 /// masked directory looks empty.
 fn masked_paths(c: &Containerd) {
-    let host_firmware = fs::read_dir("/sys/firmware").map(|d| d.count()).unwrap_or(0);
-    assert!(host_firmware > 0, "the host's /sys/firmware is empty: nothing to mask");
+    let host_firmware = fs::read_dir("/sys/firmware")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        host_firmware > 0,
+        "the host's /sys/firmware is empty: nothing to mask"
+    );
     let host_timers = fs::read("/proc/timer_list").unwrap();
-    assert!(!host_timers.is_empty(), "the host's /proc/timer_list is empty");
-    let script = "wc -c < /proc/timer_list; stat -c %t:%T /proc/timer_list; ls -A /sys/firmware | wc -l";
-    let out = c.run(&RunOptions::new("masked", ["sh", "-c", script])).unwrap();
+    assert!(
+        !host_timers.is_empty(),
+        "the host's /proc/timer_list is empty"
+    );
+    let script =
+        "wc -c < /proc/timer_list; stat -c %t:%T /proc/timer_list; ls -A /sys/firmware | wc -l";
+    let out = c
+        .run(&RunOptions::new("masked", ["sh", "-c", script]))
+        .unwrap();
     assert_code(&out, 0);
     assert_eq!(out.stdout, "0\n1:3\n0\n", "{out}");
 
     let mut spec = c
-        .spec_for("masked-spec", &["sh", "-c", "wc -c < /etc/passwd; cat /etc/group"])
+        .spec_for(
+            "masked-spec",
+            &["sh", "-c", "wc -c < /etc/passwd; cat /etc/group"],
+        )
         .unwrap();
     spec["linux"]["maskedPaths"] = json!(["/etc/passwd"]);
     let out = c.run_with_spec(c.runtime(), "masked-spec", &spec).unwrap();
@@ -123,7 +137,12 @@ fn tmpfs_options(c: &Containerd) {
     let script = "stat -c %a /scratch; \
                   dd if=/dev/zero of=/scratch/small bs=1024 count=512 2>/dev/null && echo small-ok; \
                   dd if=/dev/zero of=/scratch/big bs=1024 count=2048 && echo big-ok";
-    let out = run_with(c, "tmpfs", script, &[tmpfs("/scratch", &["size=1m", "mode=1777"])]);
+    let out = run_with(
+        c,
+        "tmpfs",
+        script,
+        &[tmpfs("/scratch", &["size=1m", "mode=1777"])],
+    );
     assert_eq!(out.stdout, "1777\nsmall-ok\n", "{out}");
     assert!(out.stderr.contains("No space left on device"), "{out}");
 }
@@ -168,7 +187,10 @@ fn noexec_tmpfs(c: &Containerd) {
         c,
         "noexec",
         script,
-        &[tmpfs("/ex", &["mode=755"]), tmpfs("/nx", &["noexec", "mode=755"])],
+        &[
+            tmpfs("/ex", &["mode=755"]),
+            tmpfs("/nx", &["noexec", "mode=755"]),
+        ],
     );
     assert_code(&out, 0);
     assert_eq!(out.stdout, "ex-ran\nnx=126\n", "{out}");
@@ -228,7 +250,15 @@ fn rbind_rprivate(c: &Containerd) {
     c.run_detached_with_spec(c.runtime(), id, &spec).unwrap();
     c.wait_status(id, "RUNNING", WAIT).unwrap();
     let out = c
-        .exec(id, "sub", &["sh", "-c", "cat /rb/sub/inner /rs/sub/inner; ls -A /b/sub | wc -l"])
+        .exec(
+            id,
+            "sub",
+            &[
+                "sh",
+                "-c",
+                "cat /rb/sub/inner /rs/sub/inner; ls -A /b/sub | wc -l",
+            ],
+        )
         .unwrap();
     assert_code(&out, 0);
     assert_eq!(out.stdout, "submount\nsubmount\n0\n", "{out}");
@@ -237,7 +267,11 @@ fn rbind_rprivate(c: &Containerd) {
     mounts.mount(&["-t", "tmpfs", "tmpfs"], &late);
     fs::write(late.join("f"), "late\n").unwrap();
     let out = c
-        .exec(id, "late", &["sh", "-c", "ls -A /rb/late | wc -l; cat /rs/late/f"])
+        .exec(
+            id,
+            "late",
+            &["sh", "-c", "ls -A /rb/late | wc -l; cat /rs/late/f"],
+        )
         .unwrap();
     assert_code(&out, 0);
     assert_eq!(out.stdout, "0\nlate\n", "{out}");
@@ -255,7 +289,10 @@ struct HostPathGuard(PathBuf);
 impl Drop for HostPathGuard {
     fn drop(&mut self) {
         for m in procfs::mounts_under(&self.0).iter().rev() {
-            let _ = Command::new("umount").arg("-l").arg(&m.mount_point).output();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&m.mount_point)
+                .output();
         }
         let _ = fs::remove_dir_all(&self.0);
         let _ = fs::remove_file(&self.0);
@@ -272,7 +309,10 @@ fn assert_untouched(path: &Path, out: &CmdOutput) {
         path.display()
     );
     let mounted = procfs::mounts_under(path);
-    assert!(mounted.is_empty(), "mounted on the host: {mounted:?}: {out}");
+    assert!(
+        mounted.is_empty(),
+        "mounted on the host: {mounted:?}: {out}"
+    );
 }
 
 /// A copy of the image's rootfs in the fixture directory whose `link` is a
@@ -297,7 +337,11 @@ fn rootfs_with_link(c: &Containerd, name: &str, link: &str, target: &Path) -> Pa
 /// rootfs; both are safe, so there only the host is checked, and that a
 /// container that ran had its `/proc`.
 fn symlink_escape(c: &Containerd) {
-    let short = if c.runtime() == strata_e2e::RUNC { "runc" } else { "strata" };
+    let short = if c.runtime() == strata_e2e::RUNC {
+        "runc"
+    } else {
+        "strata"
+    };
     let evil = PathBuf::from(format!("/tmp/strata-evil-{}-{short}", std::process::id()));
     let evil2 = PathBuf::from(format!("{}-2", evil.display()));
     let _guards = [HostPathGuard(evil.clone()), HostPathGuard(evil2.clone())];
@@ -305,7 +349,10 @@ fn symlink_escape(c: &Containerd) {
 
     let rootfs = rootfs_with_link(c, "evil-proc-rootfs", "proc", &evil);
     let mut spec = c
-        .spec_for("evil-proc", &["sh", "-c", "test -e /proc/self/status && echo proc-ok"])
+        .spec_for(
+            "evil-proc",
+            &["sh", "-c", "test -e /proc/self/status && echo proc-ok"],
+        )
         .unwrap();
     spec["root"]["path"] = json!(rootfs);
     let out = c.run_with_spec(c.runtime(), "evil-proc", &spec).unwrap();
@@ -313,7 +360,11 @@ fn symlink_escape(c: &Containerd) {
     if out.code == 0 {
         assert_eq!(out.stdout, "proc-ok\n", "{out}");
     }
-    assert!(procfs::mounts_under(&rootfs).is_empty(), "{:?}", procfs::mounts_under(&rootfs));
+    assert!(
+        procfs::mounts_under(&rootfs).is_empty(),
+        "{:?}",
+        procfs::mounts_under(&rootfs)
+    );
 
     let rootfs = rootfs_with_link(c, "evil-data-rootfs", "data", &evil2);
     let mut spec = spec_with(
@@ -327,7 +378,11 @@ fn symlink_escape(c: &Containerd) {
     assert_untouched(&evil2, &out);
     assert_code(&out, 0);
     assert_eq!(out.stdout, "in-tmpfs\ntmpfs\n", "{out}");
-    assert!(procfs::mounts_under(&rootfs).is_empty(), "{:?}", procfs::mounts_under(&rootfs));
+    assert!(
+        procfs::mounts_under(&rootfs).is_empty(),
+        "{:?}",
+        procfs::mounts_under(&rootfs)
+    );
 }
 
 runtime_tests!(

@@ -79,7 +79,8 @@ fn errno_profile(c: &Containerd) {
         assert_eq!(out.code, 1, "{out}");
         assert!(out.stdout.is_empty(), "mkdir was not stopped: {out}");
         assert!(
-            out.stderr.contains(&format!("can't create directory '/tmp/x': {text}")),
+            out.stderr
+                .contains(&format!("can't create directory '/tmp/x': {text}")),
             "{out}"
         );
     }
@@ -149,20 +150,26 @@ fn receive_state(stream: &mut UnixStream) -> std::io::Result<(Vec<u8>, Vec<Owned
         return Err(std::io::Error::last_os_error());
     }
     let mut fds = Vec::new();
-    // SAFETY: walking the control messages the kernel just filled in, with
-    // the libc macros that bound every access by msg_controllen.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                for i in 0..len / std::mem::size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-                }
+    // SAFETY: `msg` was just filled in by recvmsg; the macro only reads it.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null header the kernel wrote inside `control`.
+        let header = unsafe { cmsg.read_unaligned() };
+        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: as above; CMSG_DATA only computes an address.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+            // SAFETY: CMSG_LEN is arithmetic on its argument.
+            let empty = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = (header.cmsg_len as usize - empty) / std::mem::size_of::<RawFd>();
+            for i in 0..count {
+                // SAFETY: the i-th descriptor lies within the message's data.
+                let raw = unsafe { data.wrapping_add(i).read_unaligned() };
+                // SAFETY: the kernel installed this descriptor for us alone.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
+        // SAFETY: `cmsg` is a header of `msg`; the macro checks the bounds.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     let mut body = buf[..n as usize].to_vec();
     stream.set_read_timeout(Some(AGENT_TIMEOUT))?;
@@ -185,7 +192,14 @@ fn answer(listener: &OwnedFd, answers: &[Result<i64, i32>]) -> std::io::Result<V
         // SAFETY: seccomp_notif is a plain C struct; the kernel wants it zeroed.
         let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         // SAFETY: the ioctl fills in `req`, which outlives the call.
-        if unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } < 0 {
+        if unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut req,
+            )
+        } < 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         seen.push((req.data.nr, req.pid));
@@ -216,12 +230,18 @@ fn agent(listener: UnixListener) -> std::io::Result<AgentReport> {
         )
     })?;
     let n = fds.len();
-    let notify = fds
-        .into_iter()
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no fd came with {state}")))?;
+    let notify = fds.into_iter().next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no fd came with {state}"),
+        )
+    })?;
     let answered = answer(&notify, &[Err(libc::ENOTSUP), Ok(0)])?;
-    Ok(AgentReport { state, fds: n, answered })
+    Ok(AgentReport {
+        state,
+        fds: n,
+        answered,
+    })
 }
 
 /// `SCMP_ACT_NOTIFY`: the runtime hands the listener and the container
@@ -238,18 +258,26 @@ fn notify_agent(c: &Containerd) {
     let script = "mkdir /tmp/a; echo a=$?; mkdir /tmp/b; echo b=$?; \
                   if test -d /tmp/b; then echo b-exists; else echo b-faked; fi";
     let out = run_with_profile(c, "notify", script, profile);
-    let report = agent.join().unwrap().unwrap_or_else(|e| panic!("agent: {e}\ncontainer: {out}"));
+    let report = agent
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("agent: {e}\ncontainer: {out}"));
 
     assert_code(&out, 0);
     assert_eq!(out.stdout, "a=1\nb=0\nb-faked\n", "{out}");
     assert!(
-        out.stderr.to_lowercase().contains("can't create directory '/tmp/a': operation not supported"),
+        out.stderr
+            .to_lowercase()
+            .contains("can't create directory '/tmp/a': operation not supported"),
         "{out}"
     );
 
     let s = &report.state;
     assert_eq!(report.fds, 1, "{s}");
-    assert!(s["ociVersion"].as_str().is_some_and(|v| !v.is_empty()), "{s}");
+    assert!(
+        s["ociVersion"].as_str().is_some_and(|v| !v.is_empty()),
+        "{s}"
+    );
     assert_eq!(s["fds"], json!(["seccompFd"]), "{s}");
     assert!(s["pid"].as_i64().is_some_and(|p| p > 0), "{s}");
     assert_eq!(s["metadata"], json!(METADATA), "{s}");

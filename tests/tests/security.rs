@@ -74,7 +74,10 @@ fn default_capabilities(c: &Containerd) {
 
     // The same as grep prints it.
     let out = c
-        .run(&RunOptions::new("capeff", ["grep", "CapEff", "/proc/self/status"]))
+        .run(&RunOptions::new(
+            "capeff",
+            ["grep", "CapEff", "/proc/self/status"],
+        ))
         .unwrap();
     assert_code(&out, 0);
     assert_eq!(out.stdout.trim(), format!("CapEff:\t{want:016x}"), "{out}");
@@ -85,9 +88,16 @@ fn default_capabilities(c: &Containerd) {
 fn no_net_raw_no_ping(c: &Containerd) {
     let out = c
         .run(
-            &RunOptions::new("noraw", ["sh", "-c", "grep CapEff /proc/self/status; ping -c1 -W2 127.0.0.1"])
-                .flag("--cap-drop")
-                .flag("CAP_NET_RAW"),
+            &RunOptions::new(
+                "noraw",
+                [
+                    "sh",
+                    "-c",
+                    "grep CapEff /proc/self/status; ping -c1 -W2 127.0.0.1",
+                ],
+            )
+            .flag("--cap-drop")
+            .flag("CAP_NET_RAW"),
         )
         .unwrap();
     assert_ne!(out.code, 0, "ping worked without CAP_NET_RAW: {out}");
@@ -134,21 +144,32 @@ fn privileged_ping(c: &Containerd) {
 /// kernel shows it as `NoNewPrivs`.
 fn no_new_privileges(c: &Containerd) {
     let out = c
-        .run(&RunOptions::new("nnp", ["grep", "NoNewPrivs", "/proc/self/status"]))
+        .run(&RunOptions::new(
+            "nnp",
+            ["grep", "NoNewPrivs", "/proc/self/status"],
+        ))
         .unwrap();
     assert_code(&out, 0);
     assert_eq!(out.stdout.trim(), "NoNewPrivs:\t1", "{out}");
 
     let out = c
-        .run(&RunOptions::new("nnp-off", ["grep", "NoNewPrivs", "/proc/self/status"]).flag("--allow-new-privs"))
+        .run(
+            &RunOptions::new("nnp-off", ["grep", "NoNewPrivs", "/proc/self/status"])
+                .flag("--allow-new-privs"),
+        )
         .unwrap();
     assert_code(&out, 0);
     assert_eq!(out.stdout.trim(), "NoNewPrivs:\t0", "{out}");
 
     // The same from a full spec.
-    let out = run_spec(c, "nnp-spec", &["grep", "NoNewPrivs", "/proc/self/status"], |s| {
-        s["process"]["noNewPrivileges"] = json!(true);
-    });
+    let out = run_spec(
+        c,
+        "nnp-spec",
+        &["grep", "NoNewPrivs", "/proc/self/status"],
+        |s| {
+            s["process"]["noNewPrivileges"] = json!(true);
+        },
+    );
     assert_code(&out, 0);
     assert_eq!(out.stdout.trim(), "NoNewPrivs:\t1", "{out}");
 }
@@ -167,7 +188,11 @@ fn umask(c: &Containerd) {
     let out = run_spec(
         c,
         "umask",
-        &["sh", "-c", "umask; touch /run/f; mkdir /run/d; stat -c %a /run/f /run/d"],
+        &[
+            "sh",
+            "-c",
+            "umask; touch /run/f; mkdir /run/d; stat -c %a /run/f /run/d",
+        ],
         |s| s["process"]["user"]["umask"] = json!(0o027),
     );
     assert_code(&out, 0);
@@ -179,7 +204,11 @@ fn user_and_groups(c: &Containerd) {
     let out = run_spec(
         c,
         "user",
-        &["sh", "-c", "id -u; id -g; grep -E '^(Uid|Gid|Groups):' /proc/self/status"],
+        &[
+            "sh",
+            "-c",
+            "id -u; id -g; grep -E '^(Uid|Gid|Groups):' /proc/self/status",
+        ],
         |s| s["process"]["user"] = json!({ "uid": 1000, "gid": 1001, "additionalGids": [10, 20] }),
     );
     assert_code(&out, 0);
@@ -188,12 +217,16 @@ fn user_and_groups(c: &Containerd) {
     assert_eq!(lines.get(1).copied(), Some("1001"), "{out}");
     let status = out.stdout.as_str();
     assert_eq!(
-        status_field(status, "Uid").split_whitespace().collect::<Vec<_>>(),
+        status_field(status, "Uid")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
         ["1000"; 4],
         "{out}"
     );
     assert_eq!(
-        status_field(status, "Gid").split_whitespace().collect::<Vec<_>>(),
+        status_field(status, "Gid")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
         ["1001"; 4],
         "{out}"
     );

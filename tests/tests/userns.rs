@@ -69,11 +69,17 @@ fn mapped_root(c: &Containerd) {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.first().copied(), Some("0"), "{out}");
     assert_eq!(
-        lines.get(1).map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        lines
+            .get(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
         Some(vec!["0", "100000", "65536"]),
         "{out}"
     );
-    assert_eq!(lines.get(2..), Some(&["host root's", "touch=1", "own-root-ok"][..]), "{out}");
+    assert_eq!(
+        lines.get(2..),
+        Some(&["host root's", "touch=1", "own-root-ok"][..]),
+        "{out}"
+    );
     assert!(out.stderr.contains("Permission denied"), "{out}");
     assert!(!shared.join("new").exists());
     // What the container created belongs to the mapped uid on the host.
@@ -92,7 +98,8 @@ fn overflowing_mapping_strata() {
     run_case(STRATA, |c| {
         let rootfs = c.rootfs().unwrap();
         let mut spec = userns_spec(c, "overflow", &["true"], &rootfs);
-        spec["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 4_294_967_295u32, "size": 2 }]);
+        spec["linux"]["uidMappings"] =
+            json!([{ "containerID": 0, "hostID": 4_294_967_295u32, "size": 2 }]);
         let out = c.run_with_spec(STRATA, "overflow", &spec).unwrap();
         assert_ne!(out.code, 0, "{out}");
         assert!(out.stderr.contains("linux.uidMappings[0]"), "{out}");

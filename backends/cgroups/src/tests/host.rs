@@ -104,17 +104,24 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        let thaw = |cg: &Cgroup| {
+            for dir in cg.paths() {
+                let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+                let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+            }
+        };
         // A failed test may leave the cgroup frozen, where nothing can die.
-        for dir in self.cg.paths() {
-            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
-            let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
-        }
+        thaw(&self.cg);
         for child in &mut self.children {
             let _ = child.kill();
         }
         let _ = self.cg.kill_all();
+        thaw(&self.cg);
+        let deadline = Instant::now() + Duration::from_secs(5);
         for child in &mut self.children {
-            let _ = child.wait();
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         let _ = self.cg.destroy();
         if let Some(top) = &self.top {
