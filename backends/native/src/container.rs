@@ -1,9 +1,11 @@
 //! A native container, from Create to Delete.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use nix::sys::signal::{kill, Signal};
@@ -36,7 +38,9 @@ impl Container for NativeContainer {
 
     async fn start(&self) -> Result<()> {
         let fifo = self.start_fifo.clone();
-        tokio::task::spawn_blocking(move || release(&fifo))
+        let pid = self.init.pid() as i32;
+        let spec = self.spec.clone();
+        tokio::task::spawn_blocking(move || start_and_wait(&fifo, pid, &spec))
             .await
             .map_err(|e| Error::Process(format!("start task failed: {e}")))??;
         self.run_hooks(HookKind::Poststart, ContainerState::Running)
@@ -152,6 +156,39 @@ pub(crate) fn release(fifo: &Path) -> Result<()> {
     drop(file);
     let _ = std::fs::remove_file(fifo);
     Ok(())
+}
+
+/// Releases the init process and waits until it has run its
+/// `startContainer` hooks and exec'd the user's program, which is when
+/// Start is done and `poststart` hooks may run. The wait is bounded by the
+/// hooks' timeouts.
+pub(crate) fn start_and_wait(fifo: &Path, pid: i32, spec: &Spec) -> Result<()> {
+    release(fifo)?;
+    let hooks: i64 = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+        .map(|list| list.iter().map(|h| h.timeout().unwrap_or(30)).sum())
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(hooks.max(0) as u64 + 10);
+    let ours =
+        std::fs::metadata("/proc/self/exe").map_err(|e| Error::io("reading /proc/self/exe", e))?;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match std::fs::metadata(format!("/proc/{pid}/exe")) {
+            // Still the runtime's own binary: the helper has not exec'd yet.
+            Ok(exe) if exe.dev() == ours.dev() && exe.ino() == ours.ino() => {}
+            // A new program, or no process (it exited, or failed before exec).
+            _ => return Ok(()),
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Process(format!(
+                "the container's init process {pid} did not exec its program in time"
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
 }
 
 /// The namespaces of the container's init, to be joined by exec'd processes.

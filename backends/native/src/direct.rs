@@ -13,7 +13,7 @@ use strata_backend::{Error, Result};
 use strata_cgroups::{Cgroup, Hierarchy};
 use strata_hooks::HookKind;
 
-use crate::container::{init_namespaces, release, teardown};
+use crate::container::{init_namespaces, start_and_wait, teardown};
 use crate::host::{DirectHost, Host};
 use crate::prepare::{abandon, cgroup_for, prepare, Prepared, START_FIFO};
 use crate::protocol::{ExecRequest, Request};
@@ -79,7 +79,7 @@ impl DirectRuntime {
         state_dir: &Path,
         pid: i32,
     ) -> Result<()> {
-        release(&state_dir.join(START_FIFO))?;
+        start_and_wait(&state_dir.join(START_FIFO), pid, spec)?;
         self.run_hooks(
             HookKind::Poststart,
             id,

@@ -52,3 +52,39 @@ pub(crate) fn set_personality(spec: &Spec) -> Result<()> {
     }
     Ok(())
 }
+
+/// Brings up `lo` in a new network namespace, where it starts down, so that
+/// the container can reach its own loopback addresses.
+pub(crate) fn bring_up_loopback() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| InitError::sys("opening a socket to configure lo", e))?;
+    // SAFETY: ifreq is a plain C struct for which all-zero is valid.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags of the named interface into `request`,
+    // which is valid and outlives the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } < 0 {
+        return Err(InitError::io(
+            "reading the flags of lo",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the kernel just filled the flags member of the union.
+    unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `request`, which is valid and outlives the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) } < 0 {
+        return Err(InitError::io(
+            "bringing lo up",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}

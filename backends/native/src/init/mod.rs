@@ -90,6 +90,12 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
         Ok(f) => f,
         Err(e) => return (channel, e),
     };
+    // Opened while still the host's root: a user namespace's root may not
+    // be able to reach the state directory.
+    let fifo = match open_start_fifo(&request.start_fifo) {
+        Ok(f) => f,
+        Err(e) => return (channel, e),
+    };
     if let Err(e) = namespaces::enter(spec, &mut channel) {
         return (channel, e);
     }
@@ -108,6 +114,9 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
             .ok()
             .and_then(|p| p.to_str()?.parse::<i32>().ok())
             .unwrap_or(0);
+        if namespaces::has_own(spec, oci_spec::runtime::LinuxNamespaceType::Network) {
+            kernel::bring_up_loopback()?;
+        }
         rootfs::prepare(spec, &request.rootfs)?;
         rootfs::mount_all(spec, &request.bundle, &request.rootfs, &request.cgroup_dirs)?;
         rootfs::create_devices(spec, &request.rootfs, in_user_ns)?;
@@ -121,7 +130,6 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
             strata_hooks::run_blocking(HookKind::CreateContainer, hooks, &state)
                 .map_err(|e| InitError::msg(e.to_string()))?;
         }
-        let fifo = open_start_fifo(&request.start_fifo)?;
         rootfs::pivot(&request.rootfs)?;
         kernel::set_sysctls(spec)?;
         rootfs::restrict(spec)?;
@@ -133,9 +141,9 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
         kernel::set_personality(spec)?;
         let (program, listener) = process::prepare(process, filter)?;
         hand_over_listener(&mut channel, listener)?;
-        Ok((fifo, program, host_pid))
+        Ok((program, host_pid))
     })();
-    let (fifo, program, host_pid) = match result {
+    let (program, host_pid) = match result {
         Ok(v) => v,
         Err(e) => return (channel, e),
     };

@@ -243,15 +243,19 @@ pub(crate) fn create_devices(spec: &Spec, rootfs: &Path, in_user_ns: bool) -> Re
         .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs"));
     if fresh_dev {
         for (path, major, minor) in DEFAULT_DEVICES {
-            make_node(
-                &root,
-                Path::new(path),
-                libc::S_IFCHR | 0o666,
-                major,
-                minor,
-                0,
-                0,
-            )?;
+            if in_user_ns {
+                bind_host_node(&root, Path::new(path))?;
+            } else {
+                make_node(
+                    &root,
+                    Path::new(path),
+                    libc::S_IFCHR | 0o666,
+                    major,
+                    minor,
+                    0,
+                    0,
+                )?;
+            }
         }
         for (path, target) in DEFAULT_LINKS {
             root.symlink(target, Path::new(path))
