@@ -1,8 +1,9 @@
 //! Tests against the running kernel. They need root and a cgroup
 //! filesystem, and skip (with a printed reason) without them.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -69,12 +70,21 @@ impl Scratch {
         s
     }
 
-    /// Starts `sh -c script` and moves it into the cgroup.
+    /// Starts `sh -c script` and moves it into the cgroup before the
+    /// script runs (the shell waits for a line on its stdin first), so
+    /// nothing it forks escapes.
     fn spawn(&mut self, script: &str) -> i32 {
-        let child = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("read _ && {{ {script}; }}"))
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
+        let stdin = child.stdin.take();
         self.children.push(child);
         self.cg.add_process(pid).unwrap();
+        stdin.unwrap().write_all(b"go\n").unwrap();
         pid
     }
 
