@@ -7,7 +7,8 @@
 use async_trait::async_trait;
 use containerd_shim::protos::api::Mount;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
@@ -114,6 +115,21 @@ pub enum Event {
         /// Its pid.
         pid: u32,
     },
+    /// A container was paused.
+    Paused {
+        /// The container id.
+        id: String,
+    },
+    /// A paused container was resumed.
+    Resumed {
+        /// The container id.
+        id: String,
+    },
+    /// Processes of a container were killed for lack of memory.
+    Oom {
+        /// The container id.
+        id: String,
+    },
 }
 
 impl Event {
@@ -208,6 +224,27 @@ impl Event {
                     container_id: id,
                     exec_id,
                     pid,
+                    ..Default::default()
+                }),
+            ),
+            Event::Paused { id } => (
+                topics::TASK_PAUSED_EVENT_TOPIC,
+                Box::new(TaskPaused {
+                    container_id: id,
+                    ..Default::default()
+                }),
+            ),
+            Event::Resumed { id } => (
+                topics::TASK_RESUMED_EVENT_TOPIC,
+                Box::new(TaskResumed {
+                    container_id: id,
+                    ..Default::default()
+                }),
+            ),
+            Event::Oom { id } => (
+                topics::TASK_OOM_EVENT_TOPIC,
+                Box::new(TaskOOM {
+                    container_id: id,
                     ..Default::default()
                 }),
             ),

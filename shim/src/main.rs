@@ -7,6 +7,7 @@
 mod class;
 mod error;
 mod events;
+mod metrics;
 mod rootfs;
 mod service;
 mod shim;

@@ -114,6 +114,7 @@ impl TaskService {
         let status = match state.status {
             Status::Created => ProtoStatus::CREATED,
             Status::Running => ProtoStatus::RUNNING,
+            Status::Paused => ProtoStatus::PAUSED,
             Status::Stopped => ProtoStatus::STOPPED,
         };
         Ok(StateResponse {
@@ -213,12 +214,14 @@ impl TaskService {
         Ok(Empty::new())
     }
 
-    async fn pause(&self, _req: PauseRequest) -> TtrpcResult<Empty> {
-        unimplemented("Pause")
+    async fn pause(&self, req: PauseRequest) -> TtrpcResult<Empty> {
+        self.tasks.pause(&req.id).await?;
+        Ok(Empty::new())
     }
 
-    async fn resume(&self, _req: ResumeRequest) -> TtrpcResult<Empty> {
-        unimplemented("Resume")
+    async fn resume(&self, req: ResumeRequest) -> TtrpcResult<Empty> {
+        self.tasks.resume(&req.id).await?;
+        Ok(Empty::new())
     }
 
     async fn checkpoint(&self, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
@@ -232,12 +235,23 @@ impl TaskService {
         Ok(Empty::new())
     }
 
-    async fn update(&self, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
-        unimplemented("Update")
+    async fn update(&self, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let any = req
+            .resources
+            .as_ref()
+            .ok_or_else(|| TaskError::InvalidArgument("update: no resources".into()))?;
+        let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&any.value)
+            .map_err(|e| TaskError::InvalidArgument(format!("update: linux.resources: {e}")))?;
+        self.tasks.update(&req.id, resources).await?;
+        Ok(Empty::new())
     }
 
-    async fn stats(&self, _req: StatsRequest) -> TtrpcResult<StatsResponse> {
-        unimplemented("Stats")
+    async fn stats(&self, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let metrics = self.tasks.stats(&req.id).await?;
+        Ok(StatsResponse {
+            stats: Some(crate::metrics::to_any(&metrics)?).into(),
+            ..Default::default()
+        })
     }
 }
 

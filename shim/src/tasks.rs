@@ -30,6 +30,8 @@ pub enum Status {
     Created,
     /// Started and not yet exited.
     Running,
+    /// Frozen by Pause.
+    Paused,
     /// Exited.
     Stopped,
 }
@@ -97,7 +99,10 @@ struct Task {
     container: Arc<dyn Container>,
     stdio: Stdio,
     started: Mutex<bool>,
+    paused: Mutex<bool>,
     exit: ExitCell,
+    /// Reports OOM kills until the container is deleted.
+    oom_watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
 }
 
@@ -105,6 +110,8 @@ impl Task {
     fn status(&self) -> Status {
         if self.exit.get().is_some() {
             Status::Stopped
+        } else if *self.paused.lock().unwrap() {
+            Status::Paused
         } else if *self.started.lock().unwrap() {
             Status::Running
         } else {
@@ -198,7 +205,9 @@ impl Tasks {
             container,
             stdio: request.stdio,
             started: Mutex::new(false),
+            paused: Mutex::new(false),
             exit: ExitCell::default(),
+            oom_watch: Mutex::new(None),
             execs: Mutex::new(HashMap::new()),
         });
         self.tasks
@@ -212,8 +221,79 @@ impl Tasks {
             stdio: task.stdio.clone(),
             pid,
         });
+        self.watch_oom(&task);
         self.watch_init(task);
         Ok(pid)
+    }
+
+    /// Reports each OOM kill in the container, for as long as it exists.
+    fn watch_oom(&self, task: &Arc<Task>) {
+        let events = self.events.clone();
+        let watched = task.clone();
+        let handle = tokio::spawn(async move {
+            loop {
+                match watched.container.oom().await {
+                    Ok(_) => events.send(Event::Oom {
+                        id: watched.id.clone(),
+                    }),
+                    Err(e) => {
+                        log::debug!("container {}: no more OOM events: {e}", watched.id);
+                        return;
+                    }
+                }
+            }
+        });
+        *task.oom_watch.lock().unwrap() = Some(handle);
+    }
+
+    /// Freezes a running container.
+    pub async fn pause(&self, id: &str) -> Result<()> {
+        let task = self.task(id)?;
+        if task.status() != Status::Running {
+            return Err(TaskError::FailedPrecondition(format!(
+                "cannot pause container {id}: it is {:?}",
+                task.status()
+            )));
+        }
+        task.container.pause().await?;
+        *task.paused.lock().unwrap() = true;
+        self.events.send(Event::Paused { id: id.into() });
+        Ok(())
+    }
+
+    /// Thaws a paused container.
+    pub async fn resume(&self, id: &str) -> Result<()> {
+        let task = self.task(id)?;
+        if task.status() != Status::Paused {
+            return Err(TaskError::FailedPrecondition(format!(
+                "cannot resume container {id}: it is {:?}",
+                task.status()
+            )));
+        }
+        task.container.resume().await?;
+        *task.paused.lock().unwrap() = false;
+        self.events.send(Event::Resumed { id: id.into() });
+        Ok(())
+    }
+
+    /// Changes the resource limits of a container that has not stopped.
+    pub async fn update(
+        &self,
+        id: &str,
+        resources: oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let task = self.task(id)?;
+        if task.status() == Status::Stopped {
+            return Err(TaskError::FailedPrecondition(format!(
+                "container {id} has stopped"
+            )));
+        }
+        Ok(task.container.update(resources).await?)
+    }
+
+    /// The container's resource usage.
+    pub async fn stats(&self, id: &str) -> Result<strata_backend::Metrics> {
+        Ok(self.task(id)?.container.stats().await?)
     }
 
     /// Reports the init's exit once it and every exec'd process are done.
@@ -450,10 +530,13 @@ impl Tasks {
                 entry.exit.get().unwrap_or_else(|| Exit::now(0)),
             ));
         }
-        if task.status() == Status::Running {
+        if matches!(task.status(), Status::Running | Status::Paused) {
             return Err(TaskError::FailedPrecondition(format!(
                 "cannot delete container {id}: its init process is running"
             )));
+        }
+        if let Some(watch) = task.oom_watch.lock().unwrap().take() {
+            watch.abort();
         }
         task.container.destroy().await?;
         // A container deleted before it ran was killed by destroy; collect that exit.
@@ -590,6 +673,24 @@ mod tests {
         }
         async fn pids(&self) -> strata_backend::Result<Vec<u32>> {
             Ok(vec![self.init.pid])
+        }
+        async fn pause(&self) -> strata_backend::Result<()> {
+            Ok(())
+        }
+        async fn resume(&self) -> strata_backend::Result<()> {
+            Ok(())
+        }
+        async fn update(
+            &self,
+            _resources: oci_spec::runtime::LinuxResources,
+        ) -> strata_backend::Result<()> {
+            Ok(())
+        }
+        async fn stats(&self) -> strata_backend::Result<strata_backend::Metrics> {
+            Err(BackendError::Process("no statistics in the fake".into()))
+        }
+        async fn oom(&self) -> strata_backend::Result<u64> {
+            Err(BackendError::Process("no OOM events in the fake".into()))
         }
         async fn destroy(&self) -> strata_backend::Result<()> {
             self.init.exit.set(Exit::now(137));

@@ -96,9 +96,29 @@ pub trait Container: Send + Sync {
     async fn kill_all(&self, signal: u32) -> Result<()>;
     /// The host pids of all the container's processes.
     async fn pids(&self) -> Result<Vec<u32>>;
+    /// Freezes every process of the container.
+    async fn pause(&self) -> Result<()>;
+    /// Thaws a paused container.
+    async fn resume(&self) -> Result<()>;
+    /// Changes the container's resource limits while it runs.
+    async fn update(&self, resources: oci_spec::runtime::LinuxResources) -> Result<()>;
+    /// The container's resource usage.
+    async fn stats(&self) -> Result<Metrics>;
+    /// Waits until processes of the container are killed for lack of memory;
+    /// returns how many were. An error means no more OOM events will come.
+    async fn oom(&self) -> Result<u64>;
     /// Tears the container down: ends what still runs and removes what the
     /// backend created for it. Safe to call more than once.
     async fn destroy(&self) -> Result<()>;
+}
+
+/// A container's resource usage, in the cgroup terms containerd reports it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// The cgroup version the numbers come from (which message containerd gets).
+    pub version: strata_cgroups::Version,
+    /// The numbers.
+    pub stats: strata_cgroups::Stats,
 }
 
 /// An isolation backend: creates containers, and cleans up after a shim that died.

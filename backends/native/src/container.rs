@@ -11,9 +11,13 @@ use async_trait::async_trait;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Spec};
-use strata_backend::{Container, Error, Process, Result, Stdio};
-use strata_cgroups::Cgroup;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+use oci_spec::runtime::LinuxResources;
+use strata_backend::{Container, Error, Metrics, Process, Result, Stdio};
+use strata_cgroups::{Cgroup, OomWatcher};
 use strata_hooks::HookKind;
+use tokio::io::unix::AsyncFd;
 
 use crate::process::NativeProcess;
 use crate::protocol::{ExecRequest, Request};
@@ -28,6 +32,17 @@ pub(crate) struct NativeContainer {
     pub(crate) cgroup: Arc<Cgroup>,
     pub(crate) start_fifo: PathBuf,
     pub(crate) helper: PathBuf,
+    /// Made at the first [`Container::oom`] call.
+    pub(crate) oom: tokio::sync::Mutex<Option<AsyncFd<Watcher>>>,
+}
+
+/// An OOM watcher that tokio can poll.
+pub(crate) struct Watcher(OomWatcher);
+
+impl AsRawFd for Watcher {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
 }
 
 #[async_trait]
@@ -100,6 +115,66 @@ impl Container for NativeContainer {
         Ok(pids.into_iter().map(|p| p as u32).collect())
     }
 
+    async fn pause(&self) -> Result<()> {
+        self.blocking("pausing", |cgroup| cgroup.freeze()).await
+    }
+
+    async fn resume(&self) -> Result<()> {
+        self.blocking("resuming", |cgroup| cgroup.thaw()).await
+    }
+
+    async fn update(&self, resources: LinuxResources) -> Result<()> {
+        crate::validate::check_resources(&resources)?;
+        self.blocking("updating the resources of", move |cgroup| {
+            cgroup.apply(&resources)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Metrics> {
+        let stats = self
+            .blocking("reading the statistics of", |cgroup| cgroup.stats())
+            .await?;
+        Ok(Metrics {
+            version: self.cgroup.version(),
+            stats,
+        })
+    }
+
+    async fn oom(&self) -> Result<u64> {
+        let mut slot = self.oom.lock().await;
+        if slot.is_none() {
+            let watcher = self
+                .cgroup
+                .oom_watcher()
+                .map_err(|e| Error::Process(format!("watching for OOM kills: {e}")))?;
+            // SAFETY: the watcher owns its descriptor and keeps it open, unreplaced,
+            // for as long as the AsyncFd that owns the watcher lives.
+            let registered = unsafe { AsyncFd::register(Watcher(watcher)) };
+            *slot = Some(
+                registered.map_err(|e| Error::io("polling the OOM watcher", e.into_parts().1))?,
+            );
+        }
+        let Some(fd) = slot.as_mut() else {
+            unreachable!("the watcher was just made");
+        };
+        loop {
+            let mut ready = fd
+                .readable_mut()
+                .await
+                .map_err(|e| Error::io("waiting for OOM kills", e))?;
+            let kills = ready
+                .get_inner_mut()
+                .0
+                .drain()
+                .map_err(|e| Error::Process(format!("reading OOM kills: {e}")))?;
+            ready.clear_ready();
+            if kills > 0 {
+                return Ok(kills);
+            }
+        }
+    }
+
     async fn destroy(&self) -> Result<()> {
         let cgroup = self.cgroup.clone();
         let fifo = self.start_fifo.clone();
@@ -112,6 +187,19 @@ impl Container for NativeContainer {
 }
 
 impl NativeContainer {
+    /// Runs a cgroup operation on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        operation: impl FnOnce(&Cgroup) -> strata_cgroups::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let cgroup = self.cgroup.clone();
+        tokio::task::spawn_blocking(move || operation(&cgroup))
+            .await
+            .map_err(|e| Error::Process(format!("{what} the container failed: {e}")))?
+            .map_err(|e| Error::Process(format!("{what} the container: {e}")))
+    }
+
     /// Runs the spec's hooks of `kind` from the runtime's namespaces.
     async fn run_hooks(&self, kind: HookKind, status: ContainerState) -> Result<()> {
         let Some(hooks) = self.spec.hooks() else {

@@ -92,6 +92,7 @@ impl Backend for NativeBackend {
                 cgroup,
                 start_fifo,
                 helper: self.helper.clone(),
+                oom: Default::default(),
             })),
             Err(e) => {
                 abandon(&cgroup, &start_fifo);

@@ -240,7 +240,7 @@ fn exec_size_limit() -> usize {
 
 /// Rejects limits the kernel would refuse, naming the field, instead of
 /// failing halfway through applying them.
-fn check_resources(resources: &LinuxResources) -> Result<()> {
+pub(crate) fn check_resources(resources: &LinuxResources) -> Result<()> {
     if let Some(memory) = resources.memory() {
         for (field, value) in [
             ("limit", memory.limit()),
