@@ -23,10 +23,15 @@ pub const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// busy.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long a freeze may take before the kill goes ahead regardless.
-const FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long [`Cgroup::freeze`] waits for the kernel to finish freezing.
+pub const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The v2 controllers enabled down to a new cgroup, when available.
+/// How long a freeze before a kill may take before the kill goes ahead
+/// regardless.
+const KILL_FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The v2 controllers enabled down to a new cgroup, when available. Others
+/// (io, hugetlb, rdma) are enabled when [`Cgroup::apply`] first needs them.
 const V2_CONTROLLERS: &[&str] = &["cpu", "cpuset", "memory", "pids"];
 
 /// The cgroup's directory in one hierarchy.
@@ -185,13 +190,30 @@ impl Cgroup {
             let mut dir = m.mount.clone();
             for level in &m.levels {
                 if self.version == Version::V2 {
-                    enable_controllers(&dir)?;
+                    enable_controllers(&dir, V2_CONTROLLERS)?;
                 }
                 dir.push(level);
                 sys::mkdir(&dir)?;
             }
             if self.version == Version::V1 && m.has("cpuset") {
                 inherit_cpuset(m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// On v2, enables `controllers` (those offered) in every level above
+    /// the cgroup, so that its interface files exist; a refusal is logged.
+    /// Nothing on v1.
+    pub(crate) fn enable_v2(&self, controllers: &[&str]) -> Result<()> {
+        if self.version != Version::V2 {
+            return Ok(());
+        }
+        for m in &self.members {
+            let mut dir = m.mount.clone();
+            for level in &m.levels {
+                enable_controllers(&dir, controllers)?;
+                dir.push(level);
             }
         }
         Ok(())
@@ -258,8 +280,14 @@ impl Cgroup {
         let freezer = self.freezer();
         loop {
             if let Some(f) = &freezer {
-                if let Err(e) = f.freeze() {
-                    log::warn!("cgroup {:?}: {e}; killing unfrozen", self.name);
+                match f.freeze(KILL_FREEZE_TIMEOUT) {
+                    Ok(true) => {}
+                    Ok(false) => log::warn!(
+                        "cgroup {:?}: freezing did not complete in {KILL_FREEZE_TIMEOUT:?}; \
+                         killing anyway",
+                        self.name
+                    ),
+                    Err(e) => log::warn!("cgroup {:?}: {e}; killing unfrozen", self.name),
                 }
             }
             let listed = self.live_procs().inspect(|pids| {
@@ -324,16 +352,64 @@ impl Cgroup {
         }
     }
 
+    /// The freezer, if the cgroup has a usable one.
     fn freezer(&self) -> Option<Freezer> {
-        let dir = self.path_for("freezer")?;
-        let freezer = match self.version {
+        let freezer = self.freezer_files().ok()?;
+        freezer.available().then_some(freezer)
+    }
+
+    /// The freezer files: v1 `freezer.state` in the freezer hierarchy
+    /// (failing when it is not mounted), v2 `cgroup.freeze` and
+    /// `cgroup.events`.
+    fn freezer_files(&self) -> Result<Freezer> {
+        let dir = self.dir_for("freezer")?;
+        Ok(match self.version {
             Version::V1 => Freezer::V1(dir.join("freezer.state")),
             Version::V2 => Freezer::V2 {
                 freeze: dir.join("cgroup.freeze"),
                 events: dir.join("cgroup.events"),
             },
-        };
-        freezer.available().then_some(freezer)
+        })
+    }
+
+    /// Freezes every process in the cgroup, and waits until the kernel
+    /// reports them all frozen.
+    ///
+    /// v1 writes `FROZEN` to `freezer.state` (again while it still reads
+    /// `FREEZING`, which retries the stragglers); v2 writes `1` to
+    /// `cgroup.freeze` and waits for `frozen 1` in `cgroup.events`. If that
+    /// takes longer than [`FREEZE_TIMEOUT`], the cgroup is thawed again and
+    /// [`Error::FreezeTimeout`] returned. Freezing a frozen cgroup is fine;
+    /// on v1 a missing freezer hierarchy is [`Error::MissingController`].
+    pub fn freeze(&self) -> Result<()> {
+        self.freeze_within(FREEZE_TIMEOUT)
+    }
+
+    pub(crate) fn freeze_within(&self, timeout: Duration) -> Result<()> {
+        let freezer = self.freezer_files()?;
+        if freezer.freeze(timeout)? {
+            return Ok(());
+        }
+        if let Err(e) = freezer.thaw() {
+            log::warn!("cgroup {:?}: {e}", self.name);
+        }
+        Err(Error::FreezeTimeout {
+            cgroup: self.name.clone(),
+            timeout,
+        })
+    }
+
+    /// Lets the processes of a frozen cgroup run again (v1 `THAWED` to
+    /// `freezer.state`, v2 `0` to `cgroup.freeze`). Thawing a cgroup that
+    /// is not frozen is fine.
+    pub fn thaw(&self) -> Result<()> {
+        self.freezer_files()?.thaw()
+    }
+
+    /// Whether the cgroup is completely frozen: v1 `freezer.state` reads
+    /// `FROZEN` (not `FREEZING`), v2 `cgroup.events` has `frozen 1`.
+    pub fn is_frozen(&self) -> Result<bool> {
+        self.freezer_files()?.frozen()
     }
 
     /// Removes the cgroup's directories, and any cgroups created below them,
@@ -377,34 +453,35 @@ impl Freezer {
         }
     }
 
-    /// Freezes, and waits (briefly) for the kernel to report it done.
-    fn freeze(&self) -> Result<()> {
+    /// Starts freezing and waits up to `timeout` for the kernel to report
+    /// it done; returns whether it did.
+    fn freeze(&self, timeout: Duration) -> Result<bool> {
         match self {
             Freezer::V1(state) => sys::write(state, "FROZEN")?,
             Freezer::V2 { freeze, .. } => sys::write(freeze, "1")?,
         }
-        let deadline = Instant::now() + FREEZE_TIMEOUT;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
         while !self.frozen()? {
             if Instant::now() >= deadline {
-                log::warn!("freezing did not complete in {FREEZE_TIMEOUT:?}; killing anyway");
-                break;
+                return Ok(false);
             }
+            sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
             if let Freezer::V1(state) = self {
                 // v1 re-attempts the freeze of stragglers on each write.
                 sys::write(state, "FROZEN")?;
             }
-            sleep(Duration::from_millis(1));
         }
-        Ok(())
+        Ok(true)
     }
 
     fn frozen(&self) -> Result<bool> {
         Ok(match self {
             Freezer::V1(state) => sys::read(state)?.trim() == "FROZEN",
-            Freezer::V2 { events, .. } => match sys::read_opt(events)? {
-                Some(text) => text.lines().any(|l| l.trim() == "frozen 1"),
-                None => true,
-            },
+            Freezer::V2 { events, .. } => {
+                sys::read(events)?.lines().any(|l| l.trim() == "frozen 1")
+            }
         })
     }
 
@@ -416,16 +493,16 @@ impl Freezer {
     }
 }
 
-/// Enables the wanted v2 controllers that `dir` offers in its
+/// Enables the `wanted` v2 controllers that `dir` offers in its
 /// `cgroup.subtree_control`.
-fn enable_controllers(dir: &Path) -> Result<()> {
+fn enable_controllers(dir: &Path, wanted: &[&str]) -> Result<()> {
     let available = sys::read_opt(&dir.join("cgroup.controllers"))?.unwrap_or_default();
     let control = dir.join("cgroup.subtree_control");
     let enabled = sys::read_opt(&control)?.unwrap_or_default();
     let enabled: BTreeSet<&str> = enabled.split_whitespace().collect();
     let missing: Vec<String> = available
         .split_whitespace()
-        .filter(|c| V2_CONTROLLERS.contains(c) && !enabled.contains(c))
+        .filter(|c| wanted.contains(c) && !enabled.contains(c))
         .map(|c| format!("+{c}"))
         .collect();
     if missing.is_empty() {

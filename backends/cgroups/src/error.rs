@@ -100,6 +100,51 @@ pub enum Error {
         /// How long the kill was retried.
         timeout: Duration,
     },
+    /// [`Cgroup::freeze`](crate::Cgroup::freeze) did not complete in time;
+    /// the cgroup was thawed again.
+    #[error("cgroup {cgroup:?}: freezing did not complete in {timeout:?}; thawed it again")]
+    FreezeTimeout {
+        /// The cgroups path as given.
+        cgroup: String,
+        /// How long the freeze was waited for.
+        timeout: Duration,
+    },
+    /// Loading or attaching the eBPF program that enforces device rules on
+    /// cgroup v2 failed.
+    #[error(
+        "{}: device rules on cgroup v2 need an eBPF program, which {action}: {}{}",
+        .path.display(),
+        describe(.source),
+        verifier_log(.log)
+    )]
+    DeviceProgram {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// What went wrong, completing "an eBPF program, which ...".
+        action: &'static str,
+        /// What the kernel answered.
+        source: io::Error,
+        /// The verifier's explanation, when it rejected the program.
+        log: String,
+    },
+    /// Setting up or reading an OOM notification failed.
+    #[error("OOM notification for {}: {action}: {}", .path.display(), describe(.source))]
+    Notify {
+        /// The file watched.
+        path: PathBuf,
+        /// The step that failed.
+        action: &'static str,
+        /// What the kernel answered.
+        source: io::Error,
+    },
+}
+
+fn verifier_log(log: &str) -> String {
+    if log.is_empty() {
+        String::new()
+    } else {
+        format!(" (verifier: {log})")
+    }
 }
 
 /// The kernel's words for an error, without Rust's `(os error N)` suffix.

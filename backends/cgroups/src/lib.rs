@@ -3,7 +3,10 @@
 //! [`Hierarchy::detect`] finds where the host's controllers live;
 //! [`Cgroup::new`] places a container's `linux.cgroupsPath` in that
 //! hierarchy; the [`Cgroup`] then creates its directories, applies the OCI
-//! `linux.resources`, takes processes in, kills them all and removes itself.
+//! `linux.resources` (and applies them again to update them), takes
+//! processes in, freezes and thaws them, reports their usage
+//! ([`Cgroup::stats`]) and OOM kills ([`Cgroup::oom_watcher`]), kills them
+//! all and removes itself.
 //!
 //! ```no_run
 //! # fn main() -> strata_cgroups::Result<()> {
@@ -19,18 +22,24 @@
 //! # }
 //! ```
 
+mod bpf;
 mod cgroup;
+mod devices;
 mod error;
 mod hierarchy;
+mod oom;
 mod path;
 mod resources;
+mod stats;
 mod sys;
 
 #[cfg(test)]
 mod tests;
 
-pub use cgroup::{Cgroup, KILL_TIMEOUT};
+pub use cgroup::{Cgroup, FREEZE_TIMEOUT, KILL_TIMEOUT};
 pub use error::{Error, Result};
 pub use hierarchy::{Hierarchy, Version, CGROUP_ROOT};
+pub use oom::OomWatcher;
 pub use path::OwnCgroups;
-pub use resources::shares_to_weight;
+pub use resources::{blkio_weight_to_io_weight, shares_to_weight};
+pub use stats::{CpuStats, HugetlbStats, IoDeviceStats, MemoryStats, PidsStats, Stats};

@@ -68,6 +68,20 @@ pub(crate) fn mkdir(path: &Path) -> Result<()> {
     }
 }
 
+/// Loads `insns` as a cgroup device program and attaches it to the v2
+/// cgroup directory `dir`, replacing the one attached there before.
+///
+/// With a fake kernel installed nothing is loaded: the write journal gets
+/// the program's listing under `dir/`[`fake::DEVICE_PROGRAM`].
+pub(crate) fn attach_device_program(dir: &Path, insns: &[crate::bpf::Insn]) -> Result<()> {
+    #[cfg(test)]
+    if fake::active() {
+        fake::record(&dir.join(fake::DEVICE_PROGRAM), &crate::bpf::listing(insns));
+        return Ok(());
+    }
+    crate::bpf::attach_device_program(dir, insns)
+}
+
 /// Removes the empty cgroup directory `path`, returning the raw error so the
 /// caller can decide about `EBUSY` and `ENOENT`.
 pub(crate) fn rmdir(path: &Path) -> io::Result<()> {
@@ -94,6 +108,15 @@ pub(crate) mod fake {
 
     thread_local! {
         static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    }
+
+    /// The pseudo file name under which attached device programs are
+    /// journaled.
+    pub(crate) const DEVICE_PROGRAM: &str = "<bpf cgroup_device>";
+
+    /// Whether a fake kernel is installed on this thread.
+    pub(crate) fn active() -> bool {
+        STATE.with(|s| s.borrow().is_some())
     }
 
     /// Removes the fake kernel from this thread when dropped.
@@ -145,7 +168,7 @@ pub(crate) mod fake {
     /// Deletes the interface files of a fake cgroup so `rmdir` can succeed,
     /// as it does on cgroupfs.
     pub(super) fn clear(path: &Path) -> io::Result<()> {
-        if STATE.with(|s| s.borrow().is_none()) {
+        if !active() {
             return Ok(());
         }
         let entries = match fs::read_dir(path) {

@@ -20,24 +20,44 @@ pub(crate) const V1_MOUNTS: &[(&str, &[&str])] = &[
     ("systemd", &["name=systemd"]),
 ];
 
+/// Further v1 hierarchies, for [`FakeV1::all`].
+pub(crate) const V1_MORE_MOUNTS: &[(&str, &[&str])] = &[
+    ("blkio", &["blkio"]),
+    ("devices", &["devices"]),
+    ("hugetlb", &["hugetlb"]),
+    ("net_cls,net_prio", &["net_cls", "net_prio"]),
+    ("rdma", &["rdma"]),
+];
+
 /// What the v2 root offers, in the kernel's order.
 pub(crate) const V2_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids";
 
 pub(crate) struct FakeV1 {
     pub(crate) root: TempDir,
+    mounts: Vec<(&'static str, &'static [&'static str])>,
     _kernel: Installed,
 }
 
 impl FakeV1 {
-    /// A v1 tree; `memsw` says whether the kernel accounts swap.
+    /// A v1 tree with the hierarchies of [`V1_MOUNTS`]; `memsw` says
+    /// whether the kernel accounts swap.
     pub(crate) fn new(memsw: bool) -> FakeV1 {
+        Self::with_mounts(memsw, V1_MOUNTS.to_vec())
+    }
+
+    /// A v1 tree with [`V1_MOUNTS`] and [`V1_MORE_MOUNTS`].
+    pub(crate) fn all(memsw: bool) -> FakeV1 {
+        Self::with_mounts(memsw, [V1_MOUNTS, V1_MORE_MOUNTS].concat())
+    }
+
+    fn with_mounts(memsw: bool, mounts: Vec<(&'static str, &'static [&'static str])>) -> FakeV1 {
         let root = tempfile::tempdir().unwrap();
-        for (dir, _) in V1_MOUNTS {
+        for (dir, _) in &mounts {
             fs::create_dir(root.path().join(dir)).unwrap();
         }
         let base = root.path().to_owned();
         let populate = move |dir: &Path| populate_v1(&base, dir, memsw);
-        for (dir, _) in V1_MOUNTS {
+        for (dir, _) in &mounts {
             populate(&root.path().join(dir));
         }
         fs::write(root.path().join("cpuset/cpuset.cpus"), "0-3\n").unwrap();
@@ -45,12 +65,14 @@ impl FakeV1 {
         let kernel = fake::install(populate);
         FakeV1 {
             root,
+            mounts,
             _kernel: kernel,
         }
     }
 
     pub(crate) fn mount(&self, controller: &str) -> PathBuf {
-        let (dir, _) = V1_MOUNTS
+        let (dir, _) = self
+            .mounts
             .iter()
             .find(|(_, cs)| cs.contains(&controller))
             .unwrap();
@@ -59,7 +81,7 @@ impl FakeV1 {
 
     pub(crate) fn hierarchy(&self) -> Hierarchy {
         let mut mounts = BTreeMap::new();
-        for (dir, controllers) in V1_MOUNTS {
+        for (dir, controllers) in &self.mounts {
             for c in *controllers {
                 mounts.insert((*c).to_owned(), self.root.path().join(dir));
             }
@@ -76,8 +98,15 @@ fn populate_v1(base: &Path, dir: &Path, memsw: bool) {
             files.extend([
                 ("memory.limit_in_bytes", "9223372036854771712\n"),
                 ("memory.soft_limit_in_bytes", "9223372036854771712\n"),
+                ("memory.usage_in_bytes", "0\n"),
+                ("memory.kmem.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.kmem.tcp.limit_in_bytes", "9223372036854771712\n"),
                 ("memory.swappiness", "60\n"),
-                ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n"),
+                (
+                    "memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+                ),
+                ("cgroup.event_control", ""),
             ]);
             if memsw {
                 files.push(("memory.memsw.limit_in_bytes", "9223372036854771712\n"));
@@ -87,10 +116,38 @@ fn populate_v1(base: &Path, dir: &Path, memsw: bool) {
             ("cpu.shares", "1024\n"),
             ("cpu.cfs_quota_us", "-1\n"),
             ("cpu.cfs_period_us", "100000\n"),
+            ("cpu.cfs_burst_us", "0\n"),
+            ("cpu.rt_period_us", "1000000\n"),
+            ("cpu.rt_runtime_us", "0\n"),
+            ("cpu.idle", "0\n"),
         ]),
         "cpuset" => files.extend([("cpuset.cpus", "\n"), ("cpuset.mems", "\n")]),
         "pids" => files.push(("pids.max", "max\n")),
         "freezer" => files.push(("freezer.state", "THAWED\n")),
+        "blkio" => files.extend([
+            ("blkio.weight", "500\n"),
+            ("blkio.weight_device", ""),
+            ("blkio.leaf_weight", "500\n"),
+            ("blkio.leaf_weight_device", ""),
+            ("blkio.throttle.read_bps_device", ""),
+            ("blkio.throttle.write_bps_device", ""),
+            ("blkio.throttle.read_iops_device", ""),
+            ("blkio.throttle.write_iops_device", ""),
+        ]),
+        "devices" => files.extend([
+            ("devices.allow", ""),
+            ("devices.deny", ""),
+            ("devices.list", "a *:* rwm\n"),
+        ]),
+        "hugetlb" => files.extend([
+            ("hugetlb.2MB.limit_in_bytes", "9223372036854771712\n"),
+            ("hugetlb.2MB.rsvd.limit_in_bytes", "9223372036854771712\n"),
+            ("hugetlb.1GB.limit_in_bytes", "9223372036854771712\n"),
+        ]),
+        "net_cls,net_prio" => {
+            files.extend([("net_cls.classid", "0\n"), ("net_prio.ifpriomap", "lo 0\n")])
+        }
+        "rdma" => files.push(("rdma.max", "")),
         _ => {}
     }
     for (name, content) in files {
@@ -142,12 +199,25 @@ fn populate_v2(dir: &Path, swap: bool) {
     for c in &enabled {
         match *c {
             "memory" => {
-                files.extend([("memory.max", "max\n"), ("memory.low", "0\n")]);
+                files.extend([
+                    ("memory.max", "max\n"),
+                    ("memory.low", "0\n"),
+                    ("memory.current", "0\n"),
+                    (
+                        "memory.events",
+                        "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+                    ),
+                ]);
                 if swap {
                     files.push(("memory.swap.max", "max\n"));
                 }
             }
-            "cpu" => files.extend([("cpu.weight", "100\n"), ("cpu.max", "max 100000\n")]),
+            "cpu" => files.extend([
+                ("cpu.weight", "100\n"),
+                ("cpu.max", "max 100000\n"),
+                ("cpu.max.burst", "0\n"),
+                ("cpu.idle", "0\n"),
+            ]),
             "cpuset" => files.extend([("cpuset.cpus", "\n"), ("cpuset.mems", "\n")]),
             "pids" => files.push(("pids.max", "max\n")),
             _ => {}
@@ -155,6 +225,14 @@ fn populate_v2(dir: &Path, swap: bool) {
     }
     let controllers = enabled.join(" ");
     files.push(("cgroup.controllers", &controllers));
+    for (name, content) in files {
+        fs::write(dir.join(name), content).unwrap();
+    }
+}
+
+/// Creates interface files in `dir`, as the kernel does when a controller
+/// is enabled above it.
+pub(crate) fn add_files(dir: &Path, files: &[(&str, &str)]) {
     for (name, content) in files {
         fs::write(dir.join(name), content).unwrap();
     }

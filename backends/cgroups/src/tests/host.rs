@@ -1,9 +1,9 @@
 //! Tests against the running kernel. They need root and a cgroup
 //! filesystem, and skip (with a printed reason) without them.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,48 @@ impl Scratch {
         pid
     }
 
+    /// Starts `sh -c script` held at a `read` until [`Gated::release`], so
+    /// that everything it does happens inside the cgroup; its standard
+    /// streams are pipes.
+    fn spawn_gated(&mut self, script: &str) -> Gated {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("read _ || exit 99; {script}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let gated = Gated {
+            pid,
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            stderr: child.stderr.take().unwrap(),
+        };
+        self.children.push(child);
+        self.cg.add_process(pid).unwrap();
+        gated
+    }
+
+    /// Waits (up to 20 s) for child `pid` to exit and reaps it.
+    fn wait(&mut self, pid: i32) -> ExitStatus {
+        let i = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid.unsigned_abs())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.children[i].try_wait().unwrap().is_some() {
+                // Reaped already; `wait` returns the status again.
+                return self.children.remove(i).wait().unwrap();
+            }
+            assert!(Instant::now() < deadline, "{pid} did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Reaps every child started, asserting SIGKILL ended it (soon: a
     /// child left running fails the test rather than stalling it).
     fn reap_killed(&mut self) {
@@ -109,6 +151,37 @@ impl Scratch {
                 }
             }
         }
+    }
+}
+
+/// A child started by [`Scratch::spawn_gated`].
+struct Gated {
+    pid: i32,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    stderr: ChildStderr,
+}
+
+impl Gated {
+    /// Lets the script go past its first `read` (later `read`s too).
+    fn release(&mut self) {
+        writeln!(self.stdin.as_mut().unwrap()).unwrap();
+    }
+
+    /// The next line the script prints.
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    }
+
+    /// Closes its input and reads its output to the end: (stdout, stderr).
+    fn output(mut self) -> (String, String) {
+        drop(self.stdin.take());
+        let (mut out, mut err) = (String::new(), String::new());
+        self.stdout.read_to_string(&mut out).unwrap();
+        self.stderr.read_to_string(&mut err).unwrap();
+        (out, err)
     }
 }
 
@@ -407,5 +480,419 @@ fn v2_kill_and_freeze_on_the_unified_mount() {
         assert_eq!(read(dir.join("cgroup.freeze")), "0", "left frozen");
         s.cg.destroy().unwrap();
         assert!(!dir.exists());
+    }
+}
+
+/// Runs `script` gated inside `s`'s cgroup to its end: (status, stdout,
+/// stderr).
+fn run_inside(s: &mut Scratch, script: &str) -> (ExitStatus, String, String) {
+    let mut g = s.spawn_gated(script);
+    g.release();
+    let pid = g.pid;
+    let (out, err) = g.output();
+    (s.wait(pid), out, err)
+}
+
+/// Reads /dev/null, /dev/zero and /dev/full, writes /dev/null and
+/// /dev/zero, printing `name=status` for each; each step touches only its
+/// own device.
+const DEVICE_PROBE: &str = "\
+cat /dev/null; echo rnull=$?; \
+[ \"$(head -c 1 /dev/zero | wc -c)\" = 1 ]; echo rzero=$?; \
+[ \"$(head -c 1 /dev/full | wc -c)\" = 1 ]; echo rfull=$?; \
+echo x >/dev/null; echo wnull=$?; \
+echo x >/dev/zero; echo wzero=$?";
+
+/// The probe's results as (name, succeeded).
+fn probe_devices(s: &mut Scratch) -> (Vec<(String, bool)>, String) {
+    let (status, out, err) = run_inside(s, DEVICE_PROBE);
+    assert!(status.success(), "{status:?}: {out} {err}");
+    let results = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v == "0"))
+        .collect();
+    (results, err)
+}
+
+fn expect_probe(pairs: &[(&str, bool)]) -> Vec<(String, bool)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[test]
+fn v2_device_program_enforced_on_the_unified_mount() {
+    use super::spec::{devices, rule};
+    require_cgroupfs!();
+    let Some(root) = unified_mount() else {
+        println!("skipping: no cgroup2 mount");
+        return;
+    };
+    let h = Hierarchy::v2(root);
+    let mut s = Scratch::new(&h);
+    let dir = s.cg.paths()[0].clone();
+
+    // Allow everything, then deny reading /dev/null (c 1:3 r).
+    s.cg.apply(&devices(vec![
+        rule(true, 'a', None, None, "rwm"),
+        rule(false, 'c', Some(1), Some(3), "r"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        crate::bpf::attached_names(&dir).unwrap(),
+        [crate::bpf::PROGRAM_NAME]
+    );
+    let (results, err) = probe_devices(&mut s);
+    assert_eq!(
+        results,
+        expect_probe(&[
+            ("rnull", false),
+            ("rzero", true),
+            ("rfull", true),
+            ("wnull", true),
+            ("wzero", true),
+        ]),
+        "{err}"
+    );
+    assert!(
+        err.contains("/dev/null: Operation not permitted"),
+        "not EPERM: {err}"
+    );
+
+    // Update: a deny-default list, the last rule winning over an earlier
+    // one for the same device. The old program is replaced, not stacked.
+    s.cg.apply(&devices(vec![
+        rule(false, 'a', None, None, "rwm"),
+        rule(true, 'c', Some(1), None, "rwm"),
+        rule(false, 'c', Some(1), Some(5), "w"),
+        rule(false, 'c', Some(1), Some(7), "rwm"),
+        rule(true, 'c', Some(1), Some(7), "w"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        crate::bpf::attached_names(&dir).unwrap(),
+        [crate::bpf::PROGRAM_NAME]
+    );
+    let (results, err) = probe_devices(&mut s);
+    assert_eq!(
+        results,
+        expect_probe(&[
+            ("rnull", true),
+            ("rzero", true),
+            ("rfull", false),
+            ("wnull", true),
+            ("wzero", false),
+        ]),
+        "{err}"
+    );
+
+    s.cg.destroy().unwrap();
+    assert!(!dir.exists());
+}
+
+#[test]
+fn v1_device_rules_enforced() {
+    use super::spec::{devices, rule};
+    require_cgroupfs!();
+    let h = Hierarchy::detect().unwrap();
+    if h.version() != Version::V1 || h.mount_point("devices").is_none() {
+        println!("skipping: no cgroup v1 devices hierarchy");
+        return;
+    }
+    let mut s = Scratch::new(&h);
+    let list = s.cg.path_for("devices").unwrap().join("devices.list");
+
+    s.cg.apply(&devices(vec![
+        rule(true, 'a', None, None, "rwm"),
+        rule(false, 'c', Some(1), Some(3), "rwm"),
+    ]))
+    .unwrap();
+    let (results, err) = probe_devices(&mut s);
+    assert_eq!(
+        results,
+        expect_probe(&[
+            ("rnull", false),
+            ("rzero", true),
+            ("rfull", true),
+            ("wnull", false),
+            ("wzero", true),
+        ]),
+        "{err}"
+    );
+    assert!(err.contains("/dev/null: Operation not permitted"), "{err}");
+
+    // Update to an allow list: the kernel lists exactly it.
+    s.cg.apply(&devices(vec![
+        rule(false, 'a', None, None, "rwm"),
+        rule(true, 'c', Some(1), Some(3), "rwm"),
+        rule(true, 'c', Some(1), Some(5), "r"),
+    ]))
+    .unwrap();
+    assert_eq!(read(&list), "c 1:3 rwm\nc 1:5 r");
+    let (results, err) = probe_devices(&mut s);
+    assert_eq!(
+        results,
+        expect_probe(&[
+            ("rnull", true),
+            ("rzero", true),
+            ("rfull", false),
+            ("wnull", true),
+            ("wzero", false),
+        ]),
+        "{err}"
+    );
+    s.cg.destroy().unwrap();
+    assert_gone(&h, &s.cg);
+}
+
+/// User plus system CPU time of `pid`, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn freeze_and_thaw_a_running_process() {
+    require_cgroupfs!();
+    let mut hierarchies = vec![("detected", Hierarchy::detect().unwrap())];
+    if let Some(root) = unified_mount().filter(|p| p != Path::new(CGROUP_ROOT)) {
+        hierarchies.push(("unified mount", Hierarchy::v2(root)));
+    }
+    for (label, h) in hierarchies {
+        if h.version() == Version::V1 && h.mount_point("freezer").is_none() {
+            println!("{label}: no freezer hierarchy; skipped");
+            continue;
+        }
+        let mut s = Scratch::new(&h);
+        let busy = s.spawn("while :; do :; done");
+        let sleeper = s.spawn("exec sleep 100");
+        let state = file(&s.cg, "freezer", "freezer.state", "cgroup.events");
+        assert!(!s.cg.is_frozen().unwrap(), "{label}");
+
+        s.cg.freeze().unwrap();
+        assert!(s.cg.is_frozen().unwrap(), "{label}");
+        match h.version() {
+            Version::V1 => assert_eq!(read(&state), "FROZEN", "{label}"),
+            Version::V2 => assert!(read(&state).lines().any(|l| l == "frozen 1"), "{label}"),
+        }
+        // A frozen busy loop burns no CPU.
+        let before = cpu_ticks(busy);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(cpu_ticks(busy), before, "{label}: ran while frozen");
+        s.cg.freeze().unwrap();
+
+        s.cg.thaw().unwrap();
+        assert!(!s.cg.is_frozen().unwrap(), "{label}");
+        let before = cpu_ticks(busy);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            cpu_ticks(busy) > before,
+            "{label}: still stopped after thaw"
+        );
+        assert!(cpu_ticks(sleeper) < 100, "{label}");
+
+        s.cg.kill_all().unwrap();
+        s.reap_killed();
+        s.cg.destroy().unwrap();
+        assert_gone(&h, &s.cg);
+    }
+}
+
+#[test]
+fn stats_of_a_working_process() {
+    require_cgroupfs!();
+    let h = Hierarchy::detect().unwrap();
+    let mut s = Scratch::new(&h);
+    s.cg.apply(&pids(50)).unwrap();
+    // 4 MB held in a shell variable, and some CPU burnt.
+    let mut g = s.spawn_gated(
+        "x=$(head -c 4000000 /dev/zero | tr '\\0' a); i=0; \
+         while [ $i -lt 200000 ]; do i=$((i+1)); done; echo ready; read _",
+    );
+    g.release();
+    assert_eq!(g.line(), "ready");
+    let stats = s.cg.stats().unwrap();
+    println!("{stats:#?}");
+
+    let cpu = &stats.cpu;
+    assert!(cpu.usage_total_ns > 50_000_000, "{cpu:?}");
+    assert!(cpu.usage_user_ns > 0, "{cpu:?}");
+    assert!(
+        cpu.usage_user_ns + cpu.usage_kernel_ns <= cpu.usage_total_ns * 2,
+        "{cpu:?}"
+    );
+    if h.version() == Version::V1 {
+        assert!(!cpu.per_cpu_ns.is_empty());
+        assert_eq!(cpu.per_cpu_ns.iter().sum::<u64>(), cpu.usage_total_ns);
+    }
+    assert_eq!(stats.pids.limit, 50);
+    assert!(stats.pids.current >= 1, "{:?}", stats.pids);
+    let has_memory = match h.version() {
+        Version::V1 => h.mount_point("memory").is_some(),
+        Version::V2 => s.cg.paths()[0].join("memory.current").exists(),
+    };
+    if has_memory {
+        let mem = &stats.memory;
+        assert!(mem.usage > 4_000_000, "{mem:?}");
+        assert!(mem.max_usage >= mem.usage || h.version() == Version::V2);
+        assert!(mem.rss > 4_000_000, "{mem:?}");
+        assert_eq!(mem.limit, u64::MAX);
+        assert!(mem.pgfault > 0, "{mem:?}");
+        assert!(mem.stat.len() > 10, "{mem:?}");
+    }
+    g.release();
+    let pid = g.pid;
+    let _ = g.output();
+    assert!(s.wait(pid).success());
+}
+
+#[test]
+fn oom_kill_is_reported() {
+    require_cgroupfs!();
+    let h = Hierarchy::detect().unwrap();
+    let mut s = Scratch::new(&h);
+    let has_memory = match h.version() {
+        Version::V1 => h.mount_point("memory").is_some(),
+        Version::V2 => s.cg.paths()[0].join("memory.events").exists(),
+    };
+    if !has_memory {
+        println!("skipping: no memory controller");
+        return;
+    }
+    // 16 MiB, and no swap to escape to.
+    let memsw = file(
+        &s.cg,
+        "memory",
+        "memory.memsw.limit_in_bytes",
+        "memory.swap.max",
+    );
+    let swap = memsw.exists().then_some(16 << 20);
+    s.cg.apply(&memory(Some(16 << 20), swap, None)).unwrap();
+    let mut w = s.cg.oom_watcher().unwrap();
+    assert!(!super::notify::readable(&w, 0));
+    assert_eq!(w.drain().unwrap(), 0);
+
+    let mut g = s.spawn_gated("head -c 64M /dev/zero | tail >/dev/null");
+    g.release();
+    assert!(
+        super::notify::readable(&w, 10_000),
+        "no OOM notification in 10 s"
+    );
+    // The kill may trail the notification; give it a moment to count.
+    std::thread::sleep(Duration::from_millis(100));
+    let kills = w.drain().unwrap();
+    assert!(kills >= 1, "drain gave {kills}");
+    let pid = g.pid;
+    let _ = g.output();
+    let status = s.wait(pid);
+    assert!(!status.success(), "{status:?}");
+    assert!(s.cg.stats().unwrap().memory.oom_kill >= 1);
+    s.cg.destroy().unwrap();
+    assert_gone(&h, &s.cg);
+}
+
+/// A block device of this host, as `major:minor`, for throttles.
+fn some_block_device() -> Option<(i64, i64)> {
+    let mut devices: Vec<(i64, i64)> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .filter_map(|e| {
+            let dev = std::fs::read_to_string(e.ok()?.path().join("dev")).ok()?;
+            let (major, minor) = dev.trim().split_once(':')?;
+            Some((major.parse().ok()?, minor.parse().ok()?))
+        })
+        .collect();
+    devices.sort_unstable();
+    devices.pop()
+}
+
+#[test]
+fn v1_more_resources_read_back() {
+    use super::spec::{throttle, with_cpu, with_memory};
+    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
+    require_cgroupfs!();
+    let h = Hierarchy::detect().unwrap();
+    if h.version() != Version::V1 {
+        println!("skipping: the host is not cgroup v1");
+        return;
+    }
+    let s = Scratch::new(&h);
+
+    let mut m = LinuxMemory::default();
+    m.set_kernel(Some(64 << 20))
+        .set_kernel_tcp(Some(16 << 20))
+        .set_swappiness(Some(10))
+        .set_disable_oom_killer(Some(true));
+    s.cg.apply(&with_memory(m)).unwrap();
+    let mem = s.cg.path_for("memory").unwrap();
+    if mem.join("memory.kmem.tcp.limit_in_bytes").exists() {
+        assert_eq!(read(mem.join("memory.kmem.tcp.limit_in_bytes")), "16777216");
+    }
+    assert_eq!(read(mem.join("memory.swappiness")), "10");
+    assert!(read(mem.join("memory.oom_control")).contains("oom_kill_disable 1"));
+
+    let cpu_dir = s.cg.path_for("cpu").unwrap();
+    let has = |f: &str| cpu_dir.join(f).exists();
+    let mut c = LinuxCpu::default();
+    c.set_quota(Some(50_000)).set_period(Some(100_000));
+    if has("cpu.cfs_burst_us") {
+        c.set_burst(Some(10_000));
+    }
+    if has("cpu.idle") {
+        c.set_idle(Some(1));
+    }
+    if has("cpu.rt_runtime_us") {
+        c.set_realtime_period(Some(1_000_000))
+            .set_realtime_runtime(Some(10_000));
+    }
+    s.cg.apply(&with_cpu(c)).unwrap();
+    assert_eq!(read(cpu_dir.join("cpu.cfs_quota_us")), "50000");
+    if has("cpu.cfs_burst_us") {
+        assert_eq!(read(cpu_dir.join("cpu.cfs_burst_us")), "10000");
+        // Lowering the quota below the old burst needs the burst first.
+        let mut c = LinuxCpu::default();
+        c.set_quota(Some(5_000)).set_burst(Some(2_000));
+        s.cg.apply(&with_cpu(c)).unwrap();
+        assert_eq!(read(cpu_dir.join("cpu.cfs_quota_us")), "5000");
+        assert_eq!(read(cpu_dir.join("cpu.cfs_burst_us")), "2000");
+    }
+    if has("cpu.idle") {
+        assert_eq!(read(cpu_dir.join("cpu.idle")), "1");
+    }
+    if has("cpu.rt_runtime_us") {
+        assert_eq!(read(cpu_dir.join("cpu.rt_period_us")), "1000000");
+        assert_eq!(read(cpu_dir.join("cpu.rt_runtime_us")), "10000");
+        // A period below the old runtime needs the runtime first.
+        let mut c = LinuxCpu::default();
+        c.set_realtime_period(Some(5_000))
+            .set_realtime_runtime(Some(1_000));
+        s.cg.apply(&with_cpu(c)).unwrap();
+        assert_eq!(read(cpu_dir.join("cpu.rt_period_us")), "5000");
+        assert_eq!(read(cpu_dir.join("cpu.rt_runtime_us")), "1000");
+        // Runtime back to 0 so the parent's budget is not held.
+        let mut c = LinuxCpu::default();
+        c.set_realtime_runtime(Some(0));
+        s.cg.apply(&with_cpu(c)).unwrap();
+    }
+
+    match (s.cg.path_for("blkio"), some_block_device()) {
+        (Some(dir), Some((major, minor))) => {
+            let mut b = LinuxBlockIo::default();
+            b.set_throttle_read_bps_device(Some(vec![throttle(major, minor, 1_048_576)]))
+                .set_throttle_write_iops_device(Some(vec![throttle(major, minor, 100)]));
+            let mut r = LinuxResources::default();
+            r.set_block_io(Some(b.clone()));
+            s.cg.apply(&r).unwrap();
+            let file = |f: &str| read(dir.join(format!("blkio.throttle.{f}")));
+            assert_eq!(file("read_bps_device"), format!("{major}:{minor} 1048576"));
+            assert_eq!(file("write_iops_device"), format!("{major}:{minor} 100"));
+            // A rate of 0 removes the throttle.
+            b.set_throttle_read_bps_device(Some(vec![throttle(major, minor, 0)]));
+            r.set_block_io(Some(b));
+            s.cg.apply(&r).unwrap();
+            assert_eq!(file("read_bps_device"), "");
+        }
+        _ => println!("no blkio hierarchy or block device; throttles not exercised"),
     }
 }
