@@ -1,7 +1,7 @@
 //! Builds the container's filesystem view: the spec's mounts, device nodes,
 //! the pivot into the rootfs, and masked and read-only paths.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -97,10 +97,11 @@ fn mount_one(
         let meta = std::fs::metadata(&source)
             .map_err(|e| InitError::io(format!("source {}", source.display()), e))?;
         let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
-        bind(root, &source, destination, kind, &options)
+        bind(root, &source, destination, kind, &options)?;
     } else if fstype == "cgroup" || fstype == "cgroup2" {
-        mount_cgroups(root, destination, &options, cgroup_dirs)
+        mount_cgroups(root, destination, &options, cgroup_dirs)?;
     } else {
+        // Still names the covered directory after the mount: the source of `tmpcopyup`.
         let target = ensure(root, destination, Kind::Dir)?;
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(fstype));
         let data = (!options.data.is_empty()).then_some(options.data.as_str());
@@ -112,8 +113,84 @@ fn mount_one(
             data,
         )
         .map_err(|e| InitError::sys(format!("mounting {fstype} {}", source.display()), e))?;
-        apply_propagation(root, destination, &options)
+        if options.copy_up {
+            let mounted = reopen(root, destination)?;
+            copy_tree(&fd_path(&target), &fd_path(&mounted))
+                .map_err(|e| InitError::io("tmpcopyup: copying what the tmpfs covers", e))?;
+        }
+        apply_propagation(root, destination, &options)?;
     }
+    set_recursive_attributes(root, destination, &options)
+}
+
+/// Applies the recursive options (`rro`, `rnosuid`, …) to the mount at
+/// `destination` and every mount below it.
+fn set_recursive_attributes(root: &Root, destination: &Path, options: &MountOptions) -> Result<()> {
+    if options.recursive_set == 0 && options.recursive_clear == 0 {
+        return Ok(());
+    }
+    /// struct mount_attr of mount_setattr(2).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: options.recursive_set,
+        attr_clr: options.recursive_clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mounted = reopen(root, destination)?;
+    // SAFETY: the descriptor is open, the empty path is NUL-terminated, and
+    // `attr` is a valid mount_attr whose size is passed along; the result is checked.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mounted.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(InitError::io(
+            "setting recursive mount attributes",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Copies a directory tree, keeping modes, owners and symlinks.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        let target = to.join(entry.file_name());
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else if meta.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else if meta.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        } else {
+            continue;
+        }
+        std::os::unix::fs::lchown(&target, Some(meta.uid()), Some(meta.gid()))?;
+        if !meta.file_type().is_symlink() {
+            std::fs::set_permissions(
+                &target,
+                std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn ensure(root: &Root, destination: &Path, kind: Kind) -> Result<OwnedFd> {
