@@ -16,13 +16,13 @@
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -209,7 +209,7 @@ pub struct Containerd {
     bin_dir: PathBuf,
     fifo_dir: PathBuf,
     log: PathBuf,
-    pid: i32,
+    pid: AtomicI32,
     child: Mutex<Option<Child>>,
     image: Option<BuiltImage>,
     image_name: String,
@@ -261,7 +261,7 @@ impl Containerd {
             bin_dir,
             fifo_dir,
             log,
-            pid: 0,
+            pid: AtomicI32::new(0),
             child: Mutex::new(None),
             image: None,
             image_name: opts.image_name.clone(),
@@ -285,31 +285,7 @@ impl Containerd {
         fs::write(&config, me.config_toml(opts.cri))
             .with_context(|| format!("writing {}", config.display()))?;
 
-        let path = format!(
-            "{}:{}",
-            me.bin_dir.display(),
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
-        );
-        let logf = File::create(&me.log).context("creating the containerd log")?;
-        let mut cmd = Command::new("containerd");
-        cmd.arg("--config")
-            .arg(&config)
-            .env("PATH", &path)
-            .current_dir(&me.dir)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone()?)
-            .stderr(logf);
-        // SAFETY: `die_with_parent` runs in the forked child before exec and
-        // only calls prctl(2), which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(die_with_parent);
-        }
-        let child = cmd
-            .spawn()
-            .context("starting containerd (is /usr/bin/containerd installed?)")?;
-        me.pid = child.id() as i32;
-        *me.child.lock().unwrap() = Some(child);
-
+        me.spawn_daemon()?;
         me.wait_ready(opts.start_timeout)?;
 
         if opts.import_image {
@@ -334,6 +310,83 @@ impl Containerd {
             me.image = Some(built);
         }
         Ok(me)
+    }
+
+    /// Starts the containerd process with the fixture's config (its root,
+    /// state and sockets), logging to the fixture's log (appended to), and
+    /// records it as the fixture's containerd. Does not wait for it.
+    fn spawn_daemon(&self) -> Result<()> {
+        let config = self.dir.join("config.toml");
+        let path = format!(
+            "{}:{}",
+            self.bin_dir.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+        );
+        let logf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .context("opening the containerd log")?;
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config")
+            .arg(&config)
+            .env("PATH", &path)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone()?)
+            .stderr(logf);
+        // SAFETY: `die_with_parent` runs in the forked child before exec and
+        // only calls prctl(2), which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(die_with_parent);
+        }
+        let child = cmd
+            .spawn()
+            .context("starting containerd (is /usr/bin/containerd installed?)")?;
+        self.pid.store(child.id() as i32, Ordering::SeqCst);
+        *self.child.lock().unwrap() = Some(child);
+        Ok(())
+    }
+
+    /// Stops this fixture's containerd the way a service manager does
+    /// (SIGTERM by PID) and waits up to `timeout` for it to exit, leaving
+    /// its shims, containers, root and state in place for
+    /// [`Containerd::restart_daemon`]. Fails (after a SIGKILL) if it did not
+    /// exit in time.
+    pub fn stop_daemon(&self, timeout: Duration) -> Result<ExitStatus> {
+        let mut guard = self.child.lock().unwrap();
+        let Some(child) = guard.as_mut() else {
+            bail!("containerd is not running");
+        };
+        // SAFETY: kill(2) on the PID of our own unreaped child.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().context("waiting for containerd")? {
+                *guard = None;
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                *guard = None;
+                bail!("containerd did not exit within {timeout:?} of SIGTERM; killed it");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts containerd again after [`Containerd::stop_daemon`], with the
+    /// same config, root, state and sockets, and waits until it answers.
+    pub fn restart_daemon(&self, timeout: Duration) -> Result<()> {
+        ensure!(
+            self.child.lock().unwrap().is_none(),
+            "containerd is still running; stop it first"
+        );
+        self.spawn_daemon()?;
+        self.wait_ready(timeout)
     }
 
     fn config_toml(&self, cri: bool) -> String {
@@ -462,7 +515,7 @@ disabled_plugins = [{disabled}]
 
     /// containerd's PID.
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.pid.load(Ordering::SeqCst)
     }
 
     /// Directory first on containerd's `PATH`, holding the shim links.
@@ -552,6 +605,36 @@ disabled_plugins = [{disabled}]
         Ok(self.rootfs.get_or_init(|| dest).clone())
     }
 
+    /// The long-running shim server of container `id` of this fixture: a
+    /// live `containerd-shim-*` process with `-namespace <ns>` and `-id <id>`
+    /// on its command line that is not one of the short-lived `start` or
+    /// `delete` invocations. (Each container has its own shim here.)
+    pub fn shim_server(&self, id: &str) -> Option<procfs::ProcInfo> {
+        let flag = |p: &procfs::ProcInfo, name: &str, value: &str| {
+            p.cmdline.windows(2).any(|w| w[0] == name && w[1] == value)
+        };
+        let mut found: Vec<procfs::ProcInfo> = procfs::processes()
+            .into_values()
+            .filter(|p| {
+                !p.is_zombie()
+                    && p.cmdline.first().is_some_and(|a| {
+                        Path::new(a)
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("containerd-shim"))
+                    })
+                    && flag(p, "-namespace", &self.namespace)
+                    && flag(p, "-id", id)
+                    && !p
+                        .cmdline
+                        .last()
+                        .is_some_and(|a| a == "start" || a == "delete")
+            })
+            .collect();
+        // Should several match, the oldest is the one containerd talks to.
+        found.sort_by_key(|p| p.start);
+        found.into_iter().next()
+    }
+
     /// PIDs of every process belonging to this instance: containerd, any
     /// process whose command line names its socket or whose environment
     /// names its directory (shims inherit containerd's `PATH`), and all
@@ -570,8 +653,9 @@ disabled_plugins = [{disabled}]
         let mut dir = self.dir.as_os_str().as_bytes().to_vec();
         dir.push(b'/');
         let mut roots = BTreeSet::new();
-        if self.pid > 0 && table.contains_key(&self.pid) {
-            roots.insert(self.pid);
+        let pid = self.pid();
+        if pid > 0 && table.contains_key(&pid) {
+            roots.insert(pid);
         }
         for p in table.values() {
             if p.pid == me {

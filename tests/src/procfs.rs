@@ -138,6 +138,23 @@ pub fn alive(pid: i32) -> bool {
     read_proc(pid).is_some_and(|p| !p.is_zombie())
 }
 
+/// How many entries `/proc/<pid>/<sub>` has; `None` if it is unreadable.
+fn count_entries(pid: i32, sub: &str) -> Option<usize> {
+    fs::read_dir(format!("/proc/{pid}/{sub}"))
+        .ok()
+        .map(|d| d.flatten().count())
+}
+
+/// How many file descriptors process `pid` has open (`/proc/<pid>/fd`).
+pub fn fd_count(pid: i32) -> Option<usize> {
+    count_entries(pid, "fd")
+}
+
+/// How many threads process `pid` has (`/proc/<pid>/task`).
+pub fn thread_count(pid: i32) -> Option<usize> {
+    count_entries(pid, "task")
+}
+
 /// Undoes the octal escapes (`\040` and friends) of `/proc/*/mountinfo`.
 fn unescape_mount_path(s: &str) -> String {
     let b = s.as_bytes();

@@ -1,0 +1,126 @@
+//! Load: 30 containers created and started at once, and 30 processes
+//! exec'd into one container at once, without the shim keeping anything.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use strata_e2e::containerd::is_strata;
+use strata_e2e::{procfs, runtime_tests, Containerd, RunOptions};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// How many containers, and how many execs, at once.
+const AT_ONCE: usize = 30;
+
+/// How long the shim may take to get back to its starting counts once the
+/// execs have ended (idle worker threads linger for a while before they
+/// exit).
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// `AT_ONCE` concurrent `ctr run -d ... sleep 1000` all succeed and all
+/// run; then all are killed and removed.
+fn many_containers(c: &Containerd) {
+    let ids: Vec<String> = (0..AT_ONCE).map(|i| format!("load-{i}")).collect();
+    let started = Instant::now();
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| s.spawn(move || c.run_detached(&RunOptions::new(id, ["sleep", "1000"]))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let took = started.elapsed();
+    for (id, r) in ids.iter().zip(&results) {
+        if let Err(e) = r {
+            panic!("starting {id} failed: {e:#}");
+        }
+    }
+    eprintln!("{AT_ONCE} containers started concurrently in {took:?}");
+
+    let tasks = c.tasks().unwrap();
+    for id in &ids {
+        let t = tasks
+            .iter()
+            .find(|t| &t.id == id)
+            .unwrap_or_else(|| panic!("{id} is not listed: {tasks:?}"));
+        assert_eq!(t.status, "RUNNING", "{tasks:?}");
+        assert!(procfs::alive(t.pid as i32), "{t:?} is not alive");
+    }
+    assert_eq!(tasks.len(), AT_ONCE, "{tasks:?}");
+
+    for id in &ids {
+        assert_eq!(c.remove(id).unwrap(), 137, "{id}");
+    }
+    assert!(c.tasks().unwrap().is_empty());
+}
+
+/// Open descriptors and threads of process `pid`.
+fn counts(pid: i32) -> (usize, usize) {
+    (
+        procfs::fd_count(pid).expect("the shim is gone"),
+        procfs::thread_count(pid).expect("the shim is gone"),
+    )
+}
+
+/// `AT_ONCE` concurrent `ctr task exec` into one container all succeed with
+/// their own output; once they have ended, the shim has as many open
+/// descriptors and (Strata) threads as before them.
+fn many_execs(c: &Containerd) {
+    let id = "exec-target";
+    c.run_detached(&RunOptions::new(id, ["sleep", "1000"]))
+        .unwrap();
+    c.wait_status(id, "RUNNING", WAIT).unwrap();
+    let shim = c.shim_server(id).expect("no shim server").pid;
+    // One exec first, so that what the shim sets up once, on its first
+    // exec, is part of the baseline.
+    let out = c.exec(id, "warmup", &["true"]).unwrap();
+    assert!(out.success(), "{out}");
+    thread::sleep(Duration::from_millis(500));
+    let before = counts(shim);
+
+    let results: Vec<_> = thread::scope(|s| {
+        let handles: Vec<_> = (0..AT_ONCE)
+            .map(|n| {
+                s.spawn(move || {
+                    let script = format!("echo {n}");
+                    c.exec(id, &format!("e{n}"), &["sh", "-c", &script])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (n, r) in results.into_iter().enumerate() {
+        let out = r.unwrap_or_else(|e| panic!("exec e{n}: {e:#}"));
+        assert!(out.success(), "exec e{n}: {out}");
+        assert_eq!(out.stdout, format!("{n}\n"), "exec e{n}: {out}");
+    }
+
+    // runc's shim is a Go program whose runtime keeps the OS threads it
+    // created; only its descriptors are expected back where they were.
+    let check_threads = is_strata(c.runtime());
+    let deadline = Instant::now() + SETTLE;
+    let mut after = counts(shim);
+    while (after.0 > before.0 || (check_threads && after.1 > before.1)) && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(200));
+        after = counts(shim);
+    }
+    eprintln!("shim {shim}: (fds, threads) {before:?} before {AT_ONCE} execs, {after:?} after");
+    assert!(
+        after.0 <= before.0,
+        "the shim's open descriptors grew from {} to {}",
+        before.0,
+        after.0
+    );
+    if check_threads {
+        assert!(
+            after.1 <= before.1,
+            "the shim's threads grew from {} to {}",
+            before.1,
+            after.1
+        );
+    }
+    assert_eq!(c.remove(id).unwrap(), 137);
+}
+
+runtime_tests!(many_containers, many_execs);
