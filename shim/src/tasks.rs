@@ -64,6 +64,18 @@ pub struct ProcessState {
     pub exit: Option<Exit>,
 }
 
+/// Reads a bundle's `config.json`; a field that does not parse is named by
+/// its path, e.g. `linux.namespaces[0].type: unknown variant "bogus"`.
+fn load_spec(path: &std::path::Path) -> Result<Spec> {
+    let fail = |what: String| TaskError::InvalidArgument(format!("{}: {what}", path.display()));
+    let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut json = serde_json::Deserializer::from_slice(&text);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let field = e.path().to_string();
+        fail(format!("{field}: {}", e.into_inner()))
+    })
+}
+
 /// One exec'd process.
 struct ExecEntry {
     spec: oci_spec::runtime::Process,
@@ -169,9 +181,7 @@ impl Tasks {
             )));
         }
         let config = request.bundle.join("config.json");
-        let spec = Spec::load(&config).map_err(|e| {
-            TaskError::InvalidArgument(format!("reading {}: {e}", config.display()))
-        })?;
+        let spec = load_spec(&config)?;
         let (kind, backend) = self.backends.select(&spec, request.options.as_ref())?;
         rootfs::mount(&request.bundle, &request.rootfs).await?;
         let created = async {
@@ -937,6 +947,22 @@ mod tests {
         assert!(f.tasks.is_empty());
         assert!(BackendSelector::marked(f.bundle.path()).is_none());
         assert!(f.topics(1).await.is_empty());
+    }
+
+    #[test]
+    fn a_bad_spec_field_is_named_by_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#,
+        )
+        .unwrap();
+        let e = load_spec(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("linux.namespaces[1].type") && e.contains("bogus"),
+            "{e}"
+        );
     }
 
     #[test]
