@@ -7,6 +7,7 @@ packages=(
     containerd        # the container manager the shim plugs into
     runc              # the reference runtime the tests and benchmarks compare with
     busybox-static    # the userland of the test and demo images
+    podman            # a real client of the runc-compatible `strata` command line
     protobuf-compiler # protoc, for crates that compile .proto files
     pkg-config
     libseccomp-dev

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
-use strata_config::{BackendKind, Config, ConfigError, Loader, RUNTIME_CLASS_ANNOTATION};
+use strata_config::{
+    BackendKind, Config, ConfigError, ConfigSource, Loader, PathOrigin, RUNTIME_CLASS_ANNOTATION,
+};
 
 /// Why a class cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +15,14 @@ pub enum ClassError {
     /// The configuration could not be loaded, or names no such class.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The `--config` file could not be read.
+    #[error("cannot read config file {} (named by --config): {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// `--class` names a class the configuration does not define.
     #[error("runtime class {name:?} (from --class) is not defined in {source_name}; defined classes: {defined}")]
     Undefined {
@@ -31,11 +41,19 @@ pub enum ClassError {
 /// Loads the configuration: `--config FILE` if given, else the usual
 /// places (`STRATA_CONFIG`, `/etc/strata/config.toml`, the built-in one).
 pub fn load(config_file: Option<&Path>) -> Result<Config, ClassError> {
-    let mut loader = Loader::from_env();
-    if let Some(file) = config_file {
-        loader.env_config = Some(PathBuf::from(file));
-    }
-    Ok(loader.load(None)?)
+    let Some(path) = config_file else {
+        return Ok(Loader::from_env().load(None)?);
+    };
+    let bytes = std::fs::read(path).map_err(|source| ClassError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let source = ConfigSource::File {
+        path: path.to_owned(),
+        // Read errors are reported above; parse errors name only the path.
+        origin: PathOrigin::Environment,
+    };
+    Ok(Config::from_toml_bytes(&bytes, source)?)
 }
 
 /// The class a container created from `spec` runs on; fails unless its
@@ -110,6 +128,25 @@ mod tests {
             err.to_string(),
             "backend \"interpose\" is not available yet"
         );
+    }
+
+    #[test]
+    fn config_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "default_class = \"x\"\n[classes.x]\nbackend = \"native\"\n",
+        )
+        .expect("write");
+        let config = load(Some(&path)).expect("loads");
+        assert_eq!(config.default_class(), "x");
+        let missing = dir.path().join("missing.toml");
+        let err = load(Some(&missing)).expect_err("missing");
+        assert!(err.to_string().contains("named by --config"), "{err}");
+        std::fs::write(&path, "default_class = 1\n").expect("write");
+        let err = load(Some(&path)).expect_err("invalid");
+        assert!(err.to_string().contains("c.toml"), "{err}");
     }
 
     #[test]

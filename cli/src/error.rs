@@ -39,7 +39,7 @@ pub enum Error {
     Backend(#[from] strata_backend::Error),
     /// The container's cgroup could not be read or changed.
     #[error(transparent)]
-    Cgroup(#[from] crate::cgroupfs::CgroupError),
+    Cgroup(#[from] strata_cgroups::Error),
     /// Sending a terminal to the console socket failed.
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),

@@ -100,11 +100,6 @@ impl Root {
         Root { dir }
     }
 
-    /// The root directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The state directory of container `id`.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
@@ -142,11 +137,7 @@ impl Root {
         let lock = flock(file, &lock_path).inspect_err(|_| {
             let _ = fs::remove_dir_all(&dir);
         })?;
-        Ok(Locked {
-            id: id.to_owned(),
-            dir,
-            _lock: lock,
-        })
+        Ok(Locked { dir, _lock: lock })
     }
 
     /// Locks the existing container `id`, waiting for any other command on
@@ -167,11 +158,9 @@ impl Root {
             }
             Err(e) => return Err(Error::path("opening", &lock_path, e)),
         };
-        let lock = flock(file, &lock_path)?;
         let locked = Locked {
-            id: id.to_owned(),
             dir,
-            _lock: lock,
+            _lock: flock(file, &lock_path)?,
         };
         if !locked.exists() {
             return Err(Error::NotExist(id.to_owned()));
@@ -203,33 +192,42 @@ impl Root {
         read_record(&self.container_dir(id), id)
     }
 
-    /// Removes what is left of container `id` when it has no record (a
-    /// create that crashed half-way). Returns whether anything was removed.
-    pub fn remove_stale(&self, id: &str) -> Result<bool> {
+    /// Locks what is left of container `id` when it has no record (a create
+    /// that died half-way), for removal. `None` if there is nothing of the
+    /// kind, or the container exists after all.
+    pub fn lock_stale(&self, id: &str) -> Result<Option<Locked>> {
         check_id(id)?;
         let dir = self.container_dir(id);
-        if !dir.is_dir() || dir.join(STATE_FILE).exists() {
-            return Ok(false);
-        }
-        fs::remove_dir_all(&dir).map_err(|e| Error::path("removing", &dir, e))?;
-        Ok(true)
+        let lock_path = dir.join(LOCK_FILE);
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&lock_path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Only an empty directory: a create that died at once.
+                let _ = fs::remove_dir(&dir);
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::path("opening", &lock_path, e)),
+        };
+        let locked = Locked {
+            dir,
+            _lock: flock(file, &lock_path)?,
+        };
+        Ok((!locked.exists() && locked.dir.is_dir()).then_some(locked))
     }
 }
 
 /// A container's state directory, locked by this process until dropped.
 #[derive(Debug)]
 pub struct Locked {
-    id: String,
     dir: PathBuf,
     _lock: Flock<File>,
 }
 
 impl Locked {
-    /// The container id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// The state directory, also the backend's state directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -247,7 +245,12 @@ impl Locked {
 
     /// Reads the record.
     pub fn load(&self) -> Result<Record> {
-        read_record(&self.dir, &self.id)
+        let id = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        read_record(&self.dir, &id)
     }
 
     /// Replaces the record, atomically.
@@ -265,37 +268,17 @@ impl Locked {
     }
 
     /// Reads the stored spec.
-    pub fn load_spec(&self, record: &Record) -> Result<Spec> {
-        let text = fs::read(&record.config).map_err(|e| Error::path("reading", &record.config, e))?;
-        serde_json::from_slice(&text).map_err(|e| {
-            Error::Spec(format!(
-                "parsing the stored spec {}: {e}",
-                record.config.display()
-            ))
-        })
+    pub fn load_spec(&self) -> Result<Spec> {
+        let path = self.spec_path();
+        let text = fs::read(&path).map_err(|e| Error::path("reading", &path, e))?;
+        serde_json::from_slice(&text)
+            .map_err(|e| Error::Spec(format!("parsing the stored spec {}: {e}", path.display())))
     }
 
-    /// The container's status now.
+    /// The container's status now; `frozen` tells whether its cgroup is
+    /// frozen.
     pub fn status(&self, record: &Record, frozen: impl FnOnce() -> bool) -> Status {
-        if !procfs::is_running(record.pid, record.pid_start) {
-            return Status::Stopped;
-        }
-        if self.has_fifo() {
-            return Status::Created;
-        }
-        if frozen() {
-            return Status::Paused;
-        }
-        Status::Running
-    }
-
-    /// Whether the backend's start FIFO is still there: the init waits.
-    fn has_fifo(&self) -> bool {
-        fs::read_dir(&self.dir).is_ok_and(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .any(|e| e.file_type().is_ok_and(|t| t.is_fifo()))
-        })
+        status_of(&self.dir, record, frozen)
     }
 
     /// Removes the container's state: the record first (from then on the
@@ -310,6 +293,28 @@ impl Locked {
         }
         fs::remove_dir_all(&self.dir).map_err(|e| Error::path("removing", &self.dir, e))
     }
+}
+
+/// The status of the container with state directory `dir`: stopped once
+/// its init has exited (or its pid names another process), created while
+/// the backend's start FIFO waits in `dir`, paused while `frozen` says so,
+/// else running.
+pub fn status_of(dir: &Path, record: &Record, frozen: impl FnOnce() -> bool) -> Status {
+    if !procfs::is_running(record.pid, record.pid_start) {
+        return Status::Stopped;
+    }
+    let has_fifo = fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_type().is_ok_and(|t| t.is_fifo()))
+    });
+    if has_fifo {
+        return Status::Created;
+    }
+    if frozen() {
+        return Status::Paused;
+    }
+    Status::Running
 }
 
 /// Rejects ids that are empty or could escape the root.
@@ -390,10 +395,7 @@ mod tests {
             assert!(check_id(good).is_ok(), "{good}");
         }
         for bad in ["", ".", "..", "a/b", "../x", "a b", "é"] {
-            assert!(
-                matches!(check_id(bad), Err(Error::InvalidId(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(check_id(bad), Err(Error::InvalidId(_))), "{bad:?}");
         }
     }
 
@@ -459,7 +461,9 @@ mod tests {
         drop(locked);
         assert!(matches!(root.lock("half"), Err(Error::NotExist(_))));
         assert!(root.ids().expect("ids").is_empty());
-        assert!(root.remove_stale("half").expect("remove"));
+        let stale = root.lock_stale("half").expect("lock").expect("stale");
+        stale.remove().expect("remove");
         assert!(!root.container_dir("half").exists());
+        assert!(root.lock_stale("half").expect("nothing").is_none());
     }
 }

@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn fractions_drop_trailing_zeros() {
         assert_eq!(at(0, 500_000_000).rfc3339_nano(), "1970-01-01T00:00:00.5Z");
-        assert_eq!(at(0, 123_456_789).rfc3339_nano(), "1970-01-01T00:00:00.123456789Z");
+        assert_eq!(
+            at(0, 123_456_789).rfc3339_nano(),
+            "1970-01-01T00:00:00.123456789Z"
+        );
         assert_eq!(at(0, 1_000).rfc3339_nano(), "1970-01-01T00:00:00.000001Z");
     }
 }

@@ -170,12 +170,13 @@ pub(crate) fn run_helper(
 ) -> Spawned {
     let mut pid = None;
     let mut terminal = None;
+    let mut helper_process = None;
     let result = (|| {
         let (mut channel, theirs) =
             Channel::pair().map_err(|e| Error::io("creating the init channel", e))?;
         let child = spawn(helper, stdio, theirs, support.preserve_fds)?;
         let helper_pid = child.id() as i32;
-        host.dispose(child);
+        helper_process = Some(child);
         if let Err(e) = cgroup.add_process(helper_pid) {
             let _ = kill(Pid::from_raw(helper_pid), Signal::SIGKILL);
             return Err(Error::Process(format!(
@@ -246,6 +247,10 @@ pub(crate) fn run_helper(
             )),
         }
     })();
+    // The channel is closed now, so the helper has exited or is exiting.
+    if let Some(child) = helper_process {
+        host.dispose(child);
+    }
     Spawned {
         pid,
         result,

@@ -70,6 +70,17 @@ pub fn main() -> ! {
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
     // SAFETY: F_SETFD on a descriptor this process owns; no memory is involved.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // Only 0, 1, 2 and the preserved descriptors below the channel may reach
+    // the container: whatever else the runtime's caller leaked closes on exec.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            fd as u32 + 1,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     let mut channel = Channel::new(stream);
     let failure = match channel.recv::<Request>() {
         Ok(Some(Request::Init(request))) => create(channel, *request),
