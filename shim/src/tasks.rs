@@ -445,6 +445,11 @@ impl Tasks {
         } else {
             task.container.init().kill(signal).await?;
         }
+        // Frozen processes act on SIGKILL only once thawed.
+        if signal == libc::SIGKILL as u32 && task.status() == Status::Paused {
+            task.container.resume().await?;
+            *task.paused.lock().unwrap() = false;
+        }
         Ok(())
     }
 

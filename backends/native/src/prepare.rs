@@ -114,10 +114,10 @@ const DEFAULT_DEVICE_RULES: [(LinuxDeviceType, i64, Option<i64>); 9] = [
 ];
 
 /// The spec's resources with the device rules the container needs to
-/// exist: its own device list, then the default devices and the nodes of
-/// `linux.devices` allowed, and mknod of any node (the node still needs
-/// its own rule to be opened). Later rules win, so these defaults hold
-/// whatever the spec's list says, as with runc.
+/// exist: its own device list, then the default devices allowed, and mknod
+/// of any node (a node of `linux.devices` still needs the spec's own rule
+/// to be opened). Later rules win, so these defaults hold whatever the
+/// spec's list says, as with runc.
 fn with_default_devices(spec: &Spec) -> LinuxResources {
     let linux = spec.linux().as_ref();
     let mut resources = linux
@@ -137,23 +137,6 @@ fn with_default_devices(spec: &Spec) -> LinuxResources {
     rules.push(rule(LinuxDeviceType::B, None, None, "m"));
     for (typ, major, minor) in DEFAULT_DEVICE_RULES {
         rules.push(rule(typ, Some(major), minor, "rwm"));
-    }
-    for device in linux
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        if matches!(
-            device.typ(),
-            LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U
-        ) {
-            let typ = if device.typ() == LinuxDeviceType::B {
-                LinuxDeviceType::B
-            } else {
-                LinuxDeviceType::C
-            };
-            rules.push(rule(typ, Some(device.major()), Some(device.minor()), "rwm"));
-        }
     }
     resources.set_devices(Some(rules));
     resources
