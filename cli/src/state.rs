@@ -147,16 +147,8 @@ impl Root {
         check_id(id)?;
         let dir = self.container_dir(id);
         let lock_path = dir.join(LOCK_FILE);
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&lock_path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Error::NotExist(id.to_owned()))
-            }
-            Err(e) => return Err(Error::path("opening", &lock_path, e)),
+        let Some(file) = open_lock(&lock_path)? else {
+            return Err(Error::NotExist(id.to_owned()));
         };
         let locked = Locked {
             dir,
@@ -199,18 +191,10 @@ impl Root {
         check_id(id)?;
         let dir = self.container_dir(id);
         let lock_path = dir.join(LOCK_FILE);
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&lock_path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                // Only an empty directory: a create that died at once.
-                let _ = fs::remove_dir(&dir);
-                return Ok(None);
-            }
-            Err(e) => return Err(Error::path("opening", &lock_path, e)),
+        let Some(file) = open_lock(&lock_path)? else {
+            // Only an empty directory: a create that died at once.
+            let _ = fs::remove_dir(&dir);
+            return Ok(None);
         };
         let locked = Locked {
             dir,
@@ -383,6 +367,19 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&temp);
         Error::path("writing", path, e)
     })
+}
+
+/// Opens an existing container's lock file; `None` if it has none.
+fn open_lock(lock_path: &Path) -> Result<Option<fs::File>> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(lock_path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::path("opening", lock_path, e)),
+    }
 }
 
 #[cfg(test)]

@@ -102,14 +102,7 @@ impl DirectRuntime {
     ) -> Result<Made> {
         crate::validate::check_process(&process)?;
         let cgroup = self.cgroup(id, spec)?;
-        let support = Support {
-            id: id.to_owned(),
-            bundle: bundle.to_owned(),
-            annotations: spec.annotations().clone(),
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-            preserve_fds,
-            ..Default::default()
-        };
+        let support = Support::new(id, bundle, spec, preserve_fds);
         let request = Request::Exec(Box::new(ExecRequest {
             process,
             namespaces: init_namespaces(spec, init_pid as u32),
@@ -185,12 +178,7 @@ impl DirectRuntime {
         let Some(hooks) = spec.hooks() else {
             return Ok(());
         };
-        let support = Support {
-            id: id.to_owned(),
-            bundle: bundle.to_owned(),
-            annotations: spec.annotations().clone(),
-            ..Default::default()
-        };
+        let support = Support::new(id, bundle, spec, 0);
         DirectHost.run_hooks(kind, hooks, &support.state(pid, status))
     }
 }

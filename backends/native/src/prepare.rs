@@ -76,15 +76,7 @@ pub(crate) fn prepare(
         start_fifo: start_fifo.clone(),
         cgroup_dirs: cgroup_mount_dirs(hierarchy, &cgroup),
     }));
-    let support = Support {
-        id: id.to_owned(),
-        bundle: bundle.to_owned(),
-        annotations: spec.annotations().clone(),
-        id_maps: None,
-        hooks: None,
-        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-        preserve_fds,
-    };
+    let support = Support::new(id, bundle, spec, preserve_fds);
     let init_support = Support {
         id_maps: id_maps(spec),
         hooks: spec.hooks().clone(),

@@ -7,9 +7,11 @@
 //! the runtime answers with [`Request::Continue`], or hand over the
 //! terminal's master side ([`Report::Terminal`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process, Spec};
+use std::collections::HashMap;
+
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType, LinuxSeccomp, Process, Spec, State};
 use serde::{Deserialize, Serialize};
 
 /// The environment variable naming the descriptor at which the helper finds
@@ -75,4 +77,23 @@ pub(crate) enum Report {
     Ready,
     /// Setup failed, with a message for the user.
     Error(String),
+}
+
+/// The container state that hooks (on either side of the channel) and
+/// seccomp agents get.
+pub(crate) fn container_state(
+    id: &str,
+    bundle: &Path,
+    annotations: &Option<HashMap<String, String>>,
+    pid: i32,
+    status: ContainerState,
+) -> State {
+    let mut state = State::default();
+    state
+        .set_id(id.to_owned())
+        .set_status(status)
+        .set_pid(Some(pid))
+        .set_bundle(bundle.to_owned())
+        .set_annotations(annotations.clone());
+    state
 }

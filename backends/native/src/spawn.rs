@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oci_spec::runtime::{ContainerState, Hooks, LinuxSeccomp, State};
+use oci_spec::runtime::{ContainerState, Hooks, LinuxSeccomp, Spec, State};
 use strata_backend::{reaper, Error, Result, Stdio};
 use strata_cgroups::Cgroup;
 use strata_hooks::HookKind;
@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 use crate::channel::Channel;
 use crate::host::{Host, ShimHost};
 use crate::process::NativeProcess;
-use crate::protocol::{Report, Request, CHANNEL_FD_ENV};
+use crate::protocol::{container_state, Report, Request, CHANNEL_FD_ENV};
 use crate::stdio::{ChildStdio, StreamCopier};
 
 /// How long the helper may take to build a container before it is given up.
@@ -60,7 +60,7 @@ impl IdMaps {
 /// What the runtime side contributes while the helper builds a process:
 /// the id maps of a new user namespace, the hooks that run in the runtime's
 /// namespaces, and the seccomp agent that gets the notification listener.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Support {
     /// The container id.
     pub id: String,
@@ -80,16 +80,24 @@ pub(crate) struct Support {
 }
 
 impl Support {
+    /// What every process of the container gets from the runtime side: its
+    /// identity for the state, and the seccomp profile's listener target.
+    /// Id maps and hooks concern the init process only and are left out.
+    pub fn new(id: &str, bundle: &Path, spec: &Spec, preserve_fds: u32) -> Support {
+        Support {
+            id: id.to_owned(),
+            bundle: bundle.to_owned(),
+            annotations: spec.annotations().clone(),
+            id_maps: None,
+            hooks: None,
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            preserve_fds,
+        }
+    }
+
     /// The container's state as hooks and seccomp agents see it.
     pub fn state(&self, pid: i32, status: ContainerState) -> State {
-        let mut state = State::default();
-        state
-            .set_id(self.id.clone())
-            .set_status(status)
-            .set_pid(Some(pid))
-            .set_bundle(self.bundle.clone())
-            .set_annotations(self.annotations.clone());
-        state
+        container_state(&self.id, &self.bundle, &self.annotations, pid, status)
     }
 
     /// Runs the `prestart` and `createRuntime` hooks, in that order.

@@ -53,8 +53,8 @@ pub fn create(
     let made = match rt.create(&args.id, &bundle, &spec, locked.dir(), args.preserve_fds) {
         Ok(made) => made,
         Err(e) => {
+            // The backend has killed and reaped whatever it had forked.
             let _ = locked.remove();
-            reap_children(REAP_PATIENCE);
             return Err(e.into());
         }
     };

@@ -14,11 +14,8 @@ use crate::commands::common::{check_console, Container, Context};
 use crate::console::{self, Relay};
 use crate::error::{Error, Result};
 use crate::output::write_pid_file;
-use crate::signals::{reap_children, reap_exited, wait_forwarding, Blocked};
+use crate::signals::{reap_exited, wait_forwarding, Blocked};
 use crate::state::Status;
-
-/// How long a failed exec waits for the processes the backend killed.
-const REAP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `strata exec`.
 pub fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
@@ -35,21 +32,14 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<i32> {
     let process = process(args, &container.spec)?;
     let terminal = process.terminal().unwrap_or(false);
     check_console(terminal, args.console_socket.is_some(), args.detach)?;
-    let made = ctx
-        .runtime()?
-        .exec(
-            container.id(),
-            &container.record.bundle,
-            &container.spec,
-            container.record.pid,
-            process,
-            args.preserve_fds,
-        )
-        .inspect_err(|_| {
-            // The backend killed what it had forked: collect it here, or it
-            // would keep the container's init from ever finishing its exit.
-            reap_children(REAP_PATIENCE);
-        })?;
+    let made = ctx.runtime()?.exec(
+        container.id(),
+        &container.record.bundle,
+        &container.spec,
+        container.record.pid,
+        process,
+        args.preserve_fds,
+    )?;
     let pid = made.pid;
     reap_exited(Some(pid));
     let terminal = match hand_over(args, pid, made.terminal) {

@@ -29,7 +29,7 @@ use strata_hooks::HookKind;
 use strata_seccomp::Filter;
 
 use crate::channel::Channel;
-use crate::protocol::{ExecRequest, InitRequest, Report, Request, CHANNEL_FD_ENV};
+use crate::protocol::{container_state, ExecRequest, InitRequest, Report, Request, CHANNEL_FD_ENV};
 
 /// Why setting up a container process failed; the text reaches the user.
 #[derive(Debug, thiserror::Error)]
@@ -251,14 +251,13 @@ fn await_continue(channel: &mut Channel) -> Result<()> {
 
 /// The container state hooks get on their standard input.
 fn hook_state(request: &InitRequest, pid: i32, status: ContainerState) -> State {
-    let mut state = State::default();
-    state
-        .set_id(request.id.clone())
-        .set_status(status)
-        .set_pid(Some(pid))
-        .set_bundle(request.bundle.clone())
-        .set_annotations(request.spec.annotations().clone());
-    state
+    container_state(
+        &request.id,
+        &request.bundle,
+        request.spec.annotations(),
+        pid,
+        status,
+    )
 }
 
 /// Forks the container process as a sibling of this helper (CLONE_PARENT),
