@@ -151,6 +151,27 @@ pub fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<
     }
 }
 
+/// Writes an executable file with `contents` at `path`.
+///
+/// A child process writes it: a file this process held open for writing
+/// would be inherited by whatever another test thread forks at that moment,
+/// and executing the file would then fail with ETXTBSY.
+pub fn write_executable(path: &std::path::Path, contents: &str) -> Result<()> {
+    let mut writer = Command::new("/bin/sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("cannot start /bin/sh")?;
+    let mut stdin = writer.stdin.take().context("no stdin pipe")?;
+    stdin.write_all(contents.as_bytes())?;
+    drop(stdin);
+    if !writer.wait()?.success() {
+        bail!("cannot write {}", path.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@
 //! checks.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,8 +30,7 @@ const HOOK_PATH: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Writes an executable shell script.
 fn script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    strata_e2e::command::write_executable(path, &format!("#!/bin/sh\n{body}")).unwrap();
 }
 
 /// A directory with the logging hook, at the same path on the host and (by
