@@ -5,7 +5,9 @@
 //! shim" and "this container uses backend X":
 //!
 //! * [`Config`]: the validated TOML schema (`default_class` plus one
-//!   `[classes.<name>]` table per class, each naming a [`BackendKind`]);
+//!   `[classes.<name>]` table per class, each naming a [`BackendKind`] and
+//!   optionally holding that backend's options: [`InterposeOptions`],
+//!   [`MicrovmOptions`]);
 //! * [`Loader`]: where the configuration comes from (containerd runtime
 //!   options, `STRATA_CONFIG`, `/etc/strata/config.toml`, or the embedded
 //!   default);
@@ -33,6 +35,7 @@
 
 mod error;
 mod load;
+mod options;
 mod parse;
 mod resolve;
 mod runtime_options;
@@ -42,6 +45,10 @@ mod wire;
 
 pub use error::{ConfigError, Location};
 pub use load::{Loader, CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH};
+pub use options::{
+    Hypervisor, InterposeOptions, MicrovmOptions, NetDefault, NetworkOptions, MAX_VCPUS,
+    MICROVM_DATA_DIR, MIN_MEMORY_MIB,
+};
 pub use resolve::{class_from_binary_name, ClassChoice, ResolvedClass, RUNTIME_CLASS_ANNOTATION};
 pub use runtime_options::{DecodeError, DecodeErrorKind, RuntimeOptions, RUNTIME_OPTIONS_TYPE};
 pub use schema::{is_valid_class_name, BackendKind, Class, Config, EMBEDDED_CONFIG};

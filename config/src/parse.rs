@@ -12,6 +12,7 @@ use std::ops::Range;
 use serde_path_to_error::Segment;
 
 use crate::error::{ConfigError, Location};
+use crate::options::{check_interpose, check_microvm, OptionProblem};
 use crate::schema::{BackendKind, Class, Config, RawConfig, INVALID_CLASS_NAME};
 use crate::source::ConfigSource;
 
@@ -58,7 +59,35 @@ pub(crate) fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigEr
                 value: backend_text.clone(),
             });
         };
-        classes.insert(name.clone(), Class::new(name, backend));
+        let mut class = Class::new(name.clone(), backend);
+        if let Some(table) = raw_class.interpose {
+            let span = table.span();
+            if backend != BackendKind::Interpose {
+                return Err(misplaced_table(
+                    &source,
+                    text,
+                    span,
+                    &name,
+                    "interpose",
+                    backend,
+                ));
+            }
+            let options = check_interpose(table.into_inner())
+                .map_err(|p| option_error(&source, text, &name, p))?;
+            class.interpose = Some(options);
+        }
+        if let Some(table) = raw_class.microvm {
+            let span = table.span();
+            if backend != BackendKind::Microvm {
+                return Err(misplaced_table(
+                    &source, text, span, &name, "microvm", backend,
+                ));
+            }
+            let options = check_microvm(table.into_inner())
+                .map_err(|p| option_error(&source, text, &name, p))?;
+            class.microvm = Some(options);
+        }
+        classes.insert(name, class);
     }
 
     let default_class = raw.default_class.get_ref();
@@ -75,6 +104,39 @@ pub(crate) fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigEr
         default_class: default_class.clone(),
         classes,
     })
+}
+
+/// A backend's options table under a class of another backend.
+fn misplaced_table(
+    source: &ConfigSource,
+    text: &str,
+    span: Range<usize>,
+    class: &str,
+    table: &str,
+    backend: BackendKind,
+) -> ConfigError {
+    ConfigError::InvalidValue {
+        at: location(source, text, Some(span)),
+        key: format!("classes.{class}.{table}"),
+        message: format!(
+            "the {table} table applies only to classes of backend {table:?}; this class's backend is {:?}",
+            backend.as_str()
+        ),
+    }
+}
+
+/// A semantic problem inside an options table, with its full key.
+fn option_error(
+    source: &ConfigSource,
+    text: &str,
+    class: &str,
+    problem: OptionProblem,
+) -> ConfigError {
+    ConfigError::InvalidValue {
+        at: location(source, text, Some(problem.span)),
+        key: format!("classes.{class}.{}", problem.key),
+        message: problem.message,
+    }
 }
 
 /// Classifies an error from the serde pass. The messages matched here are
@@ -178,6 +240,7 @@ fn one_line(message: &str) -> String {
 mod tests {
     use super::*;
     use crate::source::PathOrigin;
+    use std::path::Path;
 
     fn file() -> ConfigSource {
         ConfigSource::File {
@@ -292,9 +355,146 @@ mod tests {
     #[test]
     fn unknown_subtable_of_class() {
         let err = parse_err(
-            "default_class = \"a\"\n[classes.a]\nbackend = \"native\"\n[classes.a.interpose]\nx = 1\n",
+            "default_class = \"a\"\n[classes.a]\nbackend = \"native\"\n[classes.a.gpu]\nx = 1\n",
         );
-        assert_message(&err, 4, &["unknown key `classes.a.interpose`"]);
+        assert_message(&err, 4, &["unknown key `classes.a.gpu`"]);
+    }
+
+    const INTERPOSE_CLASS: &str = r#"default_class = "sandboxed"
+[classes.sandboxed]
+backend = "interpose"
+[classes.sandboxed.interpose]
+hidden = ["/etc/shadow", "/root"]
+read_only = ["/etc"]
+kernel_release = "5.15.0-strata"
+allow_syscalls = ["mount"]
+[classes.sandboxed.interpose.network]
+default = "deny"
+allow = ["127.0.0.1/32:8080"]
+deny = ["169.254.169.254/32"]
+"#;
+
+    #[test]
+    fn interpose_options_are_read() {
+        let config = parse(INTERPOSE_CLASS, file()).unwrap();
+        let class = config.class("sandboxed").unwrap();
+        let options = class.interpose.as_ref().unwrap();
+        assert_eq!(
+            options.hidden,
+            [Path::new("/etc/shadow"), Path::new("/root")]
+        );
+        assert_eq!(options.read_only, [Path::new("/etc")]);
+        assert_eq!(options.kernel_release.as_deref(), Some("5.15.0-strata"));
+        assert_eq!(options.allow_syscalls, ["mount"]);
+        assert_eq!(options.network.default, crate::NetDefault::Deny);
+        assert_eq!(options.network.allow, ["127.0.0.1/32:8080"]);
+        assert_eq!(options.network.deny, ["169.254.169.254/32"]);
+        assert_eq!(class.microvm, None);
+    }
+
+    #[test]
+    fn a_class_without_its_table_gets_the_defaults() {
+        let config = parse(
+            "default_class = \"i\"\n[classes.i]\nbackend = \"interpose\"\n\
+             [classes.m]\nbackend = \"microvm\"\n[classes.n]\nbackend = \"native\"\n",
+            file(),
+        )
+        .unwrap();
+        let interpose = config.class("i").unwrap();
+        assert_eq!(interpose.interpose, Some(Default::default()));
+        assert_eq!(interpose.microvm, None);
+        let microvm = config.class("m").unwrap();
+        assert_eq!(microvm.microvm, Some(crate::MicrovmOptions::default()));
+        let native = config.class("n").unwrap();
+        assert_eq!(
+            (native.interpose.as_ref(), native.microvm.as_ref()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_table_of_another_backend_is_refused() {
+        let err = parse_err(
+            "default_class = \"a\"\n[classes.a]\nbackend = \"native\"\n[classes.a.microvm]\nvcpus = 2\n",
+        );
+        assert_message(
+            &err,
+            4,
+            &["classes.a.microvm", "backend \"microvm\"", "\"native\""],
+        );
+    }
+
+    #[test]
+    fn interpose_values_are_checked_where_they_are() {
+        let relative = INTERPOSE_CLASS.replace("\"/root\"", "\"root\"");
+        assert_message(
+            &parse_err(&relative),
+            5,
+            &[
+                "classes.sandboxed.interpose.hidden[1]",
+                "\"root\" is not an absolute path",
+            ],
+        );
+        let dotdot =
+            INTERPOSE_CLASS.replace("read_only = [\"/etc\"]", "read_only = [\"/etc/../x\"]");
+        assert_message(
+            &parse_err(&dotdot),
+            6,
+            &["classes.sandboxed.interpose.read_only[0]", "`..`"],
+        );
+        let spaced = INTERPOSE_CLASS.replace("\"mount\"", "\"mo unt\"");
+        assert_message(&parse_err(&spaced), 8, &["interpose.allow_syscalls[0]"]);
+        let long = INTERPOSE_CLASS.replace("5.15.0-strata", &"9".repeat(65));
+        assert_message(&parse_err(&long), 7, &["interpose.kernel_release"]);
+        let bad_default = INTERPOSE_CLASS.replace("\"deny\"\n", "\"maybe\"\n");
+        assert_message(
+            &parse_err(&bad_default),
+            10,
+            &["classes.sandboxed.interpose.network.default", "maybe"],
+        );
+        let typo = INTERPOSE_CLASS.replace("hidden =", "hiden =");
+        assert_message(
+            &parse_err(&typo),
+            5,
+            &["unknown key `classes.sandboxed.interpose.hiden`"],
+        );
+    }
+
+    #[test]
+    fn microvm_options_are_read_and_checked() {
+        let text = "default_class = \"vm\"\n[classes.vm]\nbackend = \"microvm\"\n\
+                    [classes.vm.microvm]\nhypervisor = \"qemu\"\nvcpus = 2\nmemory_mib = 512\n\
+                    kernel = \"/k\"\n";
+        let config = parse(text, file()).unwrap();
+        let options = config.class("vm").unwrap().microvm.clone().unwrap();
+        assert_eq!(options.hypervisor, crate::Hypervisor::Qemu);
+        assert_eq!((options.vcpus, options.memory_mib), (2, 512));
+        assert_eq!(options.kernel, Path::new("/k"));
+        assert_eq!(
+            options.initramfs,
+            crate::MicrovmOptions::default().initramfs
+        );
+
+        assert_message(
+            &parse_err(&text.replace("vcpus = 2", "vcpus = 0")),
+            6,
+            &["microvm.vcpus", "0"],
+        );
+        assert_message(
+            &parse_err(&text.replace("memory_mib = 512", "memory_mib = 8")),
+            7,
+            &["microvm.memory_mib", "minimum of 64"],
+        );
+        assert_message(
+            &parse_err(&text.replace("\"/k\"", "\"k\"")),
+            8,
+            &["microvm.kernel"],
+        );
+        assert_message(
+            &parse_err(&text.replace("\"qemu\"", "\"xen\"")),
+            5,
+            &["classes.vm.microvm.hypervisor", "xen"],
+        );
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! The raw shapes (`RawConfig`, `RawClass`) mirror the TOML exactly and
 //! reject unknown keys; `parse.rs` turns them into [`Config`] after the
-//! checks serde cannot express. A backend that grows options adds one
-//! optional table field to `RawClass` (e.g. `[classes.x.interpose]`), the
-//! matching field to [`Class`], and a check in `parse.rs` that the table
+//! checks serde cannot express. A backend with options has one optional
+//! table in `RawClass` (`[classes.x.interpose]`, `[classes.x.microvm]`), the
+//! matching field in [`Class`], and a check in `parse.rs` that the table
 //! fits the class's `backend`.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+use crate::options::{InterposeOptions, MicrovmOptions, RawInterpose, RawMicrovm};
 use crate::source::ConfigSource;
 
 /// The configuration used when no file or runtime option provides one.
@@ -87,7 +88,7 @@ pub fn is_valid_class_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// One runtime class: a named choice of backend (and, later, its options).
+/// One runtime class: a named choice of backend and that backend's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Class {
@@ -95,15 +96,28 @@ pub struct Class {
     pub name: String,
     /// The backend that runs this class's containers.
     pub backend: BackendKind,
+    /// The interposer's policy; set exactly when `backend` is `interpose`.
+    pub interpose: Option<InterposeOptions>,
+    /// The virtual machine's shape; set exactly when `backend` is `microvm`.
+    pub microvm: Option<MicrovmOptions>,
 }
 
 impl Class {
-    /// Builds a class; used for the embedded default and by tests of other crates.
+    /// Builds a class with its backend's default options; used for the
+    /// embedded default and by tests of other crates.
     pub fn new(name: impl Into<String>, backend: BackendKind) -> Self {
         Class {
             name: name.into(),
             backend,
+            interpose: (backend == BackendKind::Interpose).then(InterposeOptions::default),
+            microvm: (backend == BackendKind::Microvm).then(MicrovmOptions::default),
         }
+    }
+
+    /// The same class with an interposer policy; for tests of other crates.
+    pub fn with_interpose(mut self, options: InterposeOptions) -> Self {
+        self.interpose = Some(options);
+        self
     }
 }
 
@@ -185,6 +199,12 @@ pub(crate) struct RawClass {
     /// Kept as text so that an unknown backend is reported with its value,
     /// the allowed values and its line.
     pub(crate) backend: Spanned<String>,
+    /// `[classes.<name>.interpose]`, only for the `interpose` backend.
+    #[serde(default)]
+    pub(crate) interpose: Option<Spanned<RawInterpose>>,
+    /// `[classes.<name>.microvm]`, only for the `microvm` backend.
+    #[serde(default)]
+    pub(crate) microvm: Option<Spanned<RawMicrovm>>,
 }
 
 /// The message a class-name check raises inside serde; `parse.rs`
