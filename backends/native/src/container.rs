@@ -80,6 +80,7 @@ impl Container for NativeContainer {
             process,
             namespaces,
             seccomp: self.support.seccomp.clone(),
+            interposer: self.support.interposer_filter(),
         }));
         let process = launch(
             &self.helper,

@@ -61,7 +61,15 @@ impl DirectRuntime {
             request,
             init_support,
             ..
-        } = prepare(&self.hierarchy, id, bundle, spec, state_dir, preserve_fds)?;
+        } = prepare(
+            &self.hierarchy,
+            id,
+            bundle,
+            spec,
+            state_dir,
+            preserve_fds,
+            None,
+        )?;
         let made = self.run(&request, &cgroup, &init_support);
         if made.is_err() {
             abandon(&cgroup, &start_fifo);
@@ -102,11 +110,12 @@ impl DirectRuntime {
     ) -> Result<Made> {
         crate::validate::check_process(&process)?;
         let cgroup = self.cgroup(id, spec)?;
-        let support = Support::new(id, bundle, spec, preserve_fds);
+        let support = Support::new(id, bundle, spec, preserve_fds, None);
         let request = Request::Exec(Box::new(ExecRequest {
             process,
             namespaces: init_namespaces(spec, init_pid as u32),
             seccomp: support.seccomp.clone(),
+            interposer: support.interposer_filter(),
         }));
         self.run(&request, &cgroup, &support)
     }
@@ -178,7 +187,7 @@ impl DirectRuntime {
         let Some(hooks) = spec.hooks() else {
             return Ok(());
         };
-        let support = Support::new(id, bundle, spec, 0);
+        let support = Support::new(id, bundle, spec, 0, None);
         DirectHost.run_hooks(kind, hooks, &support.state(pid, status))
     }
 }

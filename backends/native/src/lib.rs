@@ -11,6 +11,7 @@ mod container;
 mod direct;
 mod host;
 mod init;
+mod interposer;
 mod prepare;
 mod process;
 mod protocol;
@@ -19,6 +20,7 @@ mod stdio;
 mod validate;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use oci_spec::runtime::Spec;
@@ -31,6 +33,7 @@ use crate::spawn::launch;
 
 pub use direct::{DirectRuntime, Made};
 pub use init::main as init_main;
+pub use interposer::{Interposer, Target};
 
 /// The argument with which a binary that embeds this backend must call
 /// [`init_main`].
@@ -58,9 +61,14 @@ fn detect_cgroups() -> Result<Hierarchy> {
     Hierarchy::detect().map_err(|e| Error::Process(format!("detecting cgroups: {e}")))
 }
 
-#[async_trait]
-impl Backend for NativeBackend {
-    async fn create(&self, request: CreateRequest) -> Result<Box<dyn Container>> {
+impl NativeBackend {
+    /// Creates a container whose processes `interposer`, if given,
+    /// supervises; [`Backend::create`] is this without one.
+    pub async fn create_with(
+        &self,
+        request: CreateRequest,
+        interposer: Option<Arc<dyn Interposer>>,
+    ) -> Result<Box<dyn Container>> {
         let prepared = prepare(
             &self.hierarchy,
             &request.id,
@@ -68,6 +76,7 @@ impl Backend for NativeBackend {
             &request.spec,
             &request.state_dir,
             0,
+            interposer,
         )?;
         let Prepared {
             cgroup,
@@ -99,6 +108,13 @@ impl Backend for NativeBackend {
                 Err(e)
             }
         }
+    }
+}
+
+#[async_trait]
+impl Backend for NativeBackend {
+    async fn create(&self, request: CreateRequest) -> Result<Box<dyn Container>> {
+        self.create_with(request, None).await
     }
 
     async fn cleanup(&self, id: &str, bundle: &Path, state_dir: &Path) -> Result<()> {

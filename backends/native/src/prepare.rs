@@ -10,6 +10,7 @@ use strata_backend::{Error, Result};
 use strata_cgroups::{Cgroup, Hierarchy, Version};
 
 use crate::container::teardown;
+use crate::interposer::Interposer;
 use crate::protocol::{InitRequest, Request};
 use crate::spawn::{IdMaps, Support};
 use crate::validate;
@@ -40,6 +41,7 @@ pub(crate) fn prepare(
     spec: &Spec,
     state_dir: &Path,
     preserve_fds: u32,
+    interposer: Option<Arc<dyn Interposer>>,
 ) -> Result<Prepared> {
     validate::check(spec)?;
     let rootfs = rootfs_path(bundle, spec)?;
@@ -68,6 +70,7 @@ pub(crate) fn prepare(
         abandon(&cgroup, &start_fifo);
         return Err(e);
     }
+    let support = Support::new(id, bundle, spec, preserve_fds, interposer);
     let request = Request::Init(Box::new(InitRequest {
         id: id.to_owned(),
         spec: spec.clone(),
@@ -75,8 +78,8 @@ pub(crate) fn prepare(
         rootfs,
         start_fifo: start_fifo.clone(),
         cgroup_dirs: cgroup_mount_dirs(hierarchy, &cgroup),
+        interposer: support.interposer_filter(),
     }));
-    let support = Support::new(id, bundle, spec, preserve_fds);
     let init_support = Support {
         id_maps: id_maps(spec),
         hooks: spec.hooks().clone(),

@@ -4,8 +4,9 @@
 //! the process it forked ([`Report::Pid`]) and, from that process, either
 //! [`Report::Ready`] or [`Report::Error`]. Both sides then close the channel.
 //! On the way the helper may ask for help ([`Report::UserNamespace`]), which
-//! the runtime answers with [`Request::Continue`], or hand over the
-//! terminal's master side ([`Report::Terminal`]).
+//! the runtime answers with [`Request::Continue`], hand over the
+//! terminal's master side ([`Report::Terminal`]), or name the interposer's
+//! listener ([`Report::InterposerListener`]).
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,8 @@ pub(crate) struct InitRequest {
     pub start_fifo: PathBuf,
     /// Host cgroup directories to show under a `cgroup` mount, by controller name.
     pub cgroup_dirs: Vec<(String, PathBuf)>,
+    /// The interposer's filter, loaded last before exec, if the container has one.
+    pub interposer: Option<LinuxSeccomp>,
 }
 
 /// Everything needed to run a process inside a running container.
@@ -55,6 +58,8 @@ pub(crate) struct ExecRequest {
     pub namespaces: Vec<(LinuxNamespaceType, PathBuf)>,
     /// The container's seccomp profile, which exec'd processes get too.
     pub seccomp: Option<LinuxSeccomp>,
+    /// The interposer's filter, loaded last before exec, if the container has one.
+    pub interposer: Option<LinuxSeccomp>,
 }
 
 /// What the helper reports back.
@@ -70,6 +75,10 @@ pub(crate) enum Report {
     /// The seccomp notification listener, attached, for the runtime to hand
     /// to the agent at `linux.seccomp.listenerPath`.
     SeccompListener,
+    /// The interposer's filter is loaded; its listener is this descriptor
+    /// number in the process, for the runtime to take (`pidfd_getfd`) and
+    /// hand to the interposer.
+    InterposerListener(i32),
     /// The container's namespaces exist and its mounts are done: the runtime
     /// runs the `prestart` and `createRuntime` hooks while the helper waits.
     CreateRuntimeHooks,

@@ -18,6 +18,7 @@ use tokio::runtime::Handle;
 
 use crate::channel::Channel;
 use crate::host::{Host, ShimHost};
+use crate::interposer::{take_fd, Interposer, Target};
 use crate::process::NativeProcess;
 use crate::protocol::{container_state, Report, Request, CHANNEL_FD_ENV};
 use crate::stdio::{ChildStdio, StreamCopier};
@@ -77,13 +78,23 @@ pub(crate) struct Support {
     /// How many descriptors from 3 on the process inherits from the
     /// runtime (runc's `--preserve-fds`).
     pub preserve_fds: u32,
+    /// The container's spec, for the interposer.
+    pub spec: Arc<Spec>,
+    /// The interposer that supervises every process of the container.
+    pub interposer: Option<Arc<dyn Interposer>>,
 }
 
 impl Support {
     /// What every process of the container gets from the runtime side: its
     /// identity for the state, and the seccomp profile's listener target.
     /// Id maps and hooks concern the init process only and are left out.
-    pub fn new(id: &str, bundle: &Path, spec: &Spec, preserve_fds: u32) -> Support {
+    pub fn new(
+        id: &str,
+        bundle: &Path,
+        spec: &Spec,
+        preserve_fds: u32,
+        interposer: Option<Arc<dyn Interposer>>,
+    ) -> Support {
         Support {
             id: id.to_owned(),
             bundle: bundle.to_owned(),
@@ -92,7 +103,30 @@ impl Support {
             hooks: None,
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             preserve_fds,
+            spec: Arc::new(spec.clone()),
+            interposer,
         }
+    }
+
+    /// The interposer's filter, for the helper to load.
+    pub fn interposer_filter(&self) -> Option<LinuxSeccomp> {
+        self.interposer.as_ref().map(|i| i.filter().clone())
+    }
+
+    /// Takes the interposer's listener, descriptor `fd` of process `pid`,
+    /// and hands it to the interposer.
+    fn supervise(&self, pid: i32, fd: i32, cgroup: &Cgroup) -> Result<()> {
+        let interposer = self.interposer.as_ref().ok_or_else(|| {
+            Error::Process("an interposer listener in a container without an interposer".into())
+        })?;
+        let listener = take_fd(pid, fd)?;
+        let target = Target {
+            id: &self.id,
+            pid,
+            spec: &self.spec,
+            cgroup,
+        };
+        interposer.supervise(target, listener)
     }
 
     /// The container's state as hooks and seccomp agents see it.
@@ -234,6 +268,7 @@ pub(crate) fn run_helper(
                 Report::CreateRuntimeHooks => {
                     support.run_create_runtime_hooks(host, pid.unwrap_or(0))
                 }
+                Report::InterposerListener(fd) => support.supervise(pid.unwrap_or(0), fd, cgroup),
                 Report::SeccompListener => match fds.pop() {
                     Some(fd) => support.send_listener(&fd, pid.unwrap_or(0)),
                     None => Err(Error::Process("the seccomp listener did not arrive".into())),

@@ -101,6 +101,10 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
         Ok(f) => f,
         Err(e) => return (channel, e),
     };
+    let interposer = match compile_seccomp(request.interposer.as_ref()) {
+        Ok(f) => f,
+        Err(e) => return (channel, e),
+    };
     // Opened while still the host's root: a user namespace's root may not
     // be able to reach the state directory.
     let fifo = match open_start_fifo(&request.start_fifo) {
@@ -152,6 +156,7 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
         kernel::set_personality(spec)?;
         let (program, listener) = process::prepare(process, filter)?;
         hand_over_listener(&mut channel, listener)?;
+        load_interposer(&mut channel, interposer)?;
         Ok((program, host_pid))
     })();
     let (program, host_pid) = match result {
@@ -184,6 +189,10 @@ fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
         Ok(f) => f,
         Err(e) => return (channel, e),
     };
+    let interposer = match compile_seccomp(request.interposer.as_ref()) {
+        Ok(f) => f,
+        Err(e) => return (channel, e),
+    };
     if let Err(e) = namespaces::join(&request.namespaces) {
         return (channel, e);
     }
@@ -198,6 +207,7 @@ fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
         kernel::set_oom_score_adj(process)?;
         let (program, listener) = process::prepare(process, filter)?;
         hand_over_listener(&mut channel, listener)?;
+        load_interposer(&mut channel, interposer)?;
         Ok(program)
     })();
     let program = match result {
@@ -231,6 +241,42 @@ fn hand_over_listener(channel: &mut Channel, listener: Option<OwnedFd>) -> Resul
         await_continue(channel)?;
     }
     Ok(())
+}
+
+/// Loads the interposer's filter, the last thing before exec, and waits
+/// until the runtime has taken its listener and the interposer runs.
+///
+/// From here on the notified calls wait for the interposer, so the listener
+/// is named with a plain write rather than sent with `sendmsg`, and this
+/// process's copy is closed once the runtime holds its own: the program must
+/// never hold the listener of its own filter.
+fn load_interposer(channel: &mut Channel, filter: Option<Filter>) -> Result<()> {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    if !filter.wants_listener() {
+        return Err(InitError::msg("the interposer's filter notifies no call"));
+    }
+    // The kernel takes a filter from a process without CAP_SYS_ADMIN only
+    // under no_new_privs, and a program must not shed its interposer by
+    // executing something set-user-ID: an interposed process always has it.
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(InitError::io(
+            "setting no_new_privs for the interposer",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let listener = filter
+        .load()
+        .map_err(|e| InitError::msg(format!("loading the interposer's filter: {e}")))?
+        .ok_or_else(|| InitError::msg("the interposer's filter gave no listener"))?;
+    channel
+        .send(&Report::InterposerListener(listener.as_raw_fd()))
+        .map_err(|e| InitError::io("naming the interposer's listener", e))?;
+    let taken = await_continue(channel);
+    drop(listener);
+    taken
 }
 
 /// Asks the runtime to do something and waits until it has.
