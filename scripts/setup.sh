@@ -9,10 +9,15 @@ packages=(
     busybox-static    # the userland of the test and demo images
     podman            # a real client of the runc-compatible `strata` command line
     protobuf-compiler # protoc, for crates that compile .proto files
+    containernetworking-plugins # CNI bridge/host-local/loopback for the CRI pod tests
     pkg-config
     libseccomp-dev
+    libc6-dev         # libc.a, to link the static strata-probe of the test image
     iproute2
     util-linux
+    qemu-system-x86   # the VMM of the microvm class
+    e2fsprogs         # mkfs.ext4 -d: a microVM's root filesystem image
+    cpio              # the microVM's initramfs
 )
 
 missing=()
@@ -34,3 +39,6 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "strata setup: no Rust toolchain found (cargo); install Rust 1.85 or newer first" >&2
     exit 1
 fi
+
+# The microvm class's guest kernel and initramfs (needs cargo: builds the agent).
+bash "$(dirname "${BASH_SOURCE[0]}")/guest.sh"

@@ -60,8 +60,9 @@ pub(crate) fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigEr
             });
         };
         let mut class = Class::new(name.clone(), backend);
+        // A misplaced table is reported at the class's `backend` line.
+        let span = raw_class.backend.span();
         if let Some(table) = raw_class.interpose {
-            let span = table.span();
             if backend != BackendKind::Interpose {
                 return Err(misplaced_table(
                     &source,
@@ -72,19 +73,18 @@ pub(crate) fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigEr
                     backend,
                 ));
             }
-            let options = check_interpose(table.into_inner())
-                .map_err(|p| option_error(&source, text, &name, p))?;
+            let options =
+                check_interpose(table).map_err(|p| option_error(&source, text, &name, p))?;
             class.interpose = Some(options);
         }
         if let Some(table) = raw_class.microvm {
-            let span = table.span();
             if backend != BackendKind::Microvm {
                 return Err(misplaced_table(
                     &source, text, span, &name, "microvm", backend,
                 ));
             }
-            let options = check_microvm(table.into_inner())
-                .map_err(|p| option_error(&source, text, &name, p))?;
+            let options =
+                check_microvm(table).map_err(|p| option_error(&source, text, &name, p))?;
             class.microvm = Some(options);
         }
         classes.insert(name, class);
@@ -419,9 +419,18 @@ deny = ["169.254.169.254/32"]
         );
         assert_message(
             &err,
-            4,
+            3,
             &["classes.a.microvm", "backend \"microvm\"", "\"native\""],
         );
+    }
+
+    #[test]
+    fn a_subtable_header_alone_makes_the_table() {
+        let text = "default_class = \"x\"\n[classes.x]\nbackend = \"interpose\"\n\
+                    [classes.x.interpose.network]\ndeny = [\"10.0.0.0/8\"]\n";
+        let config = parse(text, file()).unwrap();
+        let options = config.class("x").unwrap().interpose.clone().unwrap();
+        assert_eq!(options.network.deny, ["10.0.0.0/8"]);
     }
 
     #[test]

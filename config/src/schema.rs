@@ -199,12 +199,14 @@ pub(crate) struct RawClass {
     /// Kept as text so that an unknown backend is reported with its value,
     /// the allowed values and its line.
     pub(crate) backend: Spanned<String>,
-    /// `[classes.<name>.interpose]`, only for the `interpose` backend.
+    /// `[classes.<name>.interpose]`, only for the `interpose` backend. Not
+    /// `Spanned`: a table made implicitly by a dotted header such as
+    /// `[classes.x.interpose.network]` has no span to give.
     #[serde(default)]
-    pub(crate) interpose: Option<Spanned<RawInterpose>>,
+    pub(crate) interpose: Option<RawInterpose>,
     /// `[classes.<name>.microvm]`, only for the `microvm` backend.
     #[serde(default)]
-    pub(crate) microvm: Option<Spanned<RawMicrovm>>,
+    pub(crate) microvm: Option<RawMicrovm>,
 }
 
 /// The message a class-name check raises inside serde; `parse.rs`

@@ -9,6 +9,7 @@ use strata_config::{BackendKind, Loader, RuntimeOptions, RUNTIME_CLASS_ANNOTATIO
 use strata_native::NativeBackend;
 
 use crate::error::{Result, TaskError};
+use crate::interpose::InterposeBackend;
 
 /// The environment variable that carries the class named by the shim
 /// binary's name across the `start` re-exec (which runs `/proc/self/exe`
@@ -51,6 +52,15 @@ impl BackendSelector {
         }
     }
 
+    /// The native backend, made at first use.
+    fn native(&self) -> Result<Arc<NativeBackend>> {
+        if let Some(native) = self.native.get() {
+            return Ok(native.clone());
+        }
+        let native = Arc::new(NativeBackend::new(self.helper.clone()).map_err(TaskError::from)?);
+        Ok(self.native.get_or_init(|| native).clone())
+    }
+
     /// Records in the bundle which backend created its container.
     pub fn mark(bundle: &Path, kind: BackendKind) -> Result<()> {
         std::fs::write(bundle.join(BACKEND_MARKER), kind.as_str()).map_err(|e| {
@@ -89,29 +99,35 @@ impl Backends for BackendSelector {
             .and_then(|a| a.get(RUNTIME_CLASS_ANNOTATION))
             .map(String::as_str);
         let resolved = config.resolve(annotation, self.binary_class.as_deref())?;
-        let kind = resolved.class.backend;
+        let class = resolved.class;
+        let kind = class.backend;
         log::info!(
             "class {:?} ({:?}) runs on the {} backend",
-            resolved.class.name,
+            class.name,
             resolved.chosen_by,
             kind.as_str()
         );
+        if let Some(options) = &class.interpose {
+            let policy = crate::interpose::policy(&class.name, options)
+                .map_err(TaskError::InvalidArgument)?;
+            let backend = InterposeBackend::new(self.native()?, policy, self.helper.clone());
+            return Ok((kind, Arc::new(backend)));
+        }
         Ok((kind, self.backend(kind)?))
     }
 
     fn backend(&self, kind: BackendKind) -> Result<Arc<dyn Backend>> {
         match kind {
-            BackendKind::Native => {
-                if let Some(native) = self.native.get() {
-                    return Ok(native.clone());
-                }
-                let native =
-                    Arc::new(NativeBackend::new(self.helper.clone()).map_err(TaskError::from)?);
-                Ok(self.native.get_or_init(|| native).clone())
-            }
-            other => Err(TaskError::InvalidArgument(format!(
-                "backend {:?} is not available yet",
-                other.as_str()
+            BackendKind::Native => Ok(self.native()?),
+            // Without a class, only cleanup needs it, which no policy changes.
+            BackendKind::Interpose => Ok(Arc::new(InterposeBackend::new(
+                self.native()?,
+                Default::default(),
+                self.helper.clone(),
+            ))),
+            // VMs of the default shape (`strata_config::MicrovmOptions`).
+            BackendKind::Microvm => Ok(Arc::new(strata_microvm::MicrovmBackend::new(
+                Default::default(),
             ))),
         }
     }

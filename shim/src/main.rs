@@ -2,11 +2,13 @@
 //!
 //! containerd runs this binary (or a `containerd-shim-strata-<class>-v2`
 //! symlink to it) to start, serve and clean up containers; the native
-//! backend re-executes it with `init` to build each container process.
+//! backend re-executes it with `init` to build each container process, and
+//! the interpose backend with `supervise` for each supervisor.
 
 mod class;
 mod error;
 mod events;
+mod interpose;
 mod metrics;
 mod rootfs;
 mod service;
@@ -22,6 +24,12 @@ fn main() {
         .is_some_and(|a| a == strata_native::INIT_ARG)
     {
         strata_native::init_main();
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == interpose::SUPERVISE_ARG)
+    {
+        interpose::supervise_main();
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -48,6 +48,12 @@ pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 /// Where containerd's runc shim keeps runc state, per namespace.
 pub const RUNC_STATE_DIR: &str = "/run/containerd/runc";
 
+/// Where Debian's containernetworking-plugins puts the CNI plugins.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// The containerd namespace of containerd's CRI plugin.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
 /// The host's cgroup mount point.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -63,8 +69,19 @@ pub struct ContainerdOptions {
     /// Runtime the test targets; used as the default `--runtime` of `ctr run`.
     pub runtime: String,
     /// Enable containerd's CRI plugin (off by default: `ctr` does not need
-    /// it).
+    /// it). Its runtime handlers are `runc`, `strata` (the default class)
+    /// and `strata-<class>` for each of [`SHIM_CLASSES`], the latter
+    /// `io.containerd.strata.v2` with a `ConfigPath` option naming a
+    /// configuration whose `default_class` is that class.
     pub cri: bool,
+    /// With `cri`: the image CRI runs as each pod's sandbox (its
+    /// `sandbox_image`), to be imported into [`CRI_NAMESPACE`] before a pod
+    /// starts.
+    pub sandbox_image: Option<String>,
+    /// With `cri`: the CNI network configuration list (JSON), written to
+    /// CRI's CNI configuration directory before containerd starts, where
+    /// CRI looks for it at start-up.
+    pub cni_conflist: Option<String>,
     /// The Strata shim binary to link into containerd's `PATH`; by default
     /// see [`shim_binary`].
     pub shim: Option<PathBuf>,
@@ -85,6 +102,8 @@ impl ContainerdOptions {
         Self {
             runtime: runtime.to_owned(),
             cri: false,
+            sandbox_image: None,
+            cni_conflist: None,
             shim: None,
             require_shim: is_strata(runtime),
             import_image: true,
@@ -282,7 +301,10 @@ impl Containerd {
             }
         }
 
-        fs::write(&config, me.config_toml(opts.cri))
+        if opts.cri {
+            me.write_cri_files(&opts)?;
+        }
+        fs::write(&config, me.config_toml(&opts))
             .with_context(|| format!("writing {}", config.display()))?;
 
         me.spawn_daemon()?;
@@ -389,7 +411,44 @@ impl Containerd {
         self.wait_ready(timeout)
     }
 
-    fn config_toml(&self, cri: bool) -> String {
+    /// The Strata configuration that the CRI runtime handler
+    /// `strata-<class>` names in its `ConfigPath` option.
+    pub fn class_config(&self, class: &str) -> PathBuf {
+        self.dir.join("strata").join(format!("{class}.toml"))
+    }
+
+    /// CRI's CNI configuration directory.
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni/conf")
+    }
+
+    /// Writes what the CRI plugin reads: one Strata configuration per class
+    /// (see [`Containerd::class_config`]) and the CNI network configuration.
+    fn write_cri_files(&self, opts: &ContainerdOptions) -> Result<()> {
+        let classes: String = SHIM_CLASSES
+            .iter()
+            .map(|c| format!("\n[classes.{c}]\nbackend = \"{c}\"\n"))
+            .collect();
+        for class in SHIM_CLASSES {
+            let path = self.class_config(class);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            fs::write(&path, format!("default_class = \"{class}\"\n{classes}"))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(conflist) = &opts.cni_conflist {
+            let dir = self.cni_conf_dir();
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join("10-strata-e2e.conflist");
+            fs::write(&path, conflist).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn config_toml(&self, opts: &ContainerdOptions) -> String {
+        let cri = opts.cri;
         let mut disabled = vec![
             "io.containerd.snapshotter.v1.btrfs",
             "io.containerd.snapshotter.v1.zfs",
@@ -402,21 +461,23 @@ impl Containerd {
             disabled.push("io.containerd.grpc.v1.cri");
         }
         let disabled: Vec<String> = disabled.iter().map(|p| format!("\"{p}\"")).collect();
-        let mut runtimes = String::new();
-        for (name, ty) in
-            std::iter::once(("strata".to_owned(), "io.containerd.strata.v2".to_owned())).chain(
-                SHIM_CLASSES.iter().map(|c| {
-                    (
-                        format!("strata-{c}"),
-                        format!("io.containerd.strata-{c}.v2"),
-                    )
-                }),
-            )
-        {
+        let runtime = |name: &str| {
+            format!("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"{name}\"]\n  runtime_type = \"io.containerd.strata.v2\"\n")
+        };
+        let mut runtimes = runtime("strata");
+        for class in SHIM_CLASSES {
+            let name = format!("strata-{class}");
+            runtimes.push_str(&runtime(&name));
             runtimes.push_str(&format!(
-                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"{name}\"]\n  runtime_type = \"{ty}\"\n"
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"{name}\".options]\n  ConfigPath = {}\n",
+                toml_str(&self.class_config(class))
             ));
         }
+        let sandbox_image = opts
+            .sandbox_image
+            .as_deref()
+            .map(|i| format!("  sandbox_image = \"{i}\"\n"))
+            .unwrap_or_default();
         format!(
             r#"version = 2
 root = {root}
@@ -437,7 +498,9 @@ disabled_plugins = [{disabled}]
 [plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
   enable_cdi = false
-
+  # Pod network namespaces are mounted below the private state dir.
+  netns_mounts_under_state_dir = true
+{sandbox_image}
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = {cni_bin}
   conf_dir = {cni_conf}
@@ -454,9 +517,10 @@ disabled_plugins = [{disabled}]
             disabled = disabled.join(", "),
             grpc = toml_str(&self.address),
             ttrpc = toml_str(&self.dir.join("c.sock.ttrpc")),
-            cni_bin = toml_str(&self.dir.join("cni/bin")),
-            cni_conf = toml_str(&self.dir.join("cni/conf")),
+            cni_bin = toml_str(Path::new(CNI_BIN_DIR)),
+            cni_conf = toml_str(&self.cni_conf_dir()),
             runtimes = runtimes,
+            sandbox_image = sandbox_image,
         )
     }
 

@@ -118,6 +118,13 @@ impl RunOptions {
         self.timeout = t;
         self
     }
+
+    /// Passes the Strata configuration file `path` as the runtime options'
+    /// `ConfigPath` (`--runtime-config-path`).
+    pub fn runtime_config(self, path: &std::path::Path) -> Self {
+        self.flag("--runtime-config-path")
+            .flag(&path.display().to_string())
+    }
 }
 
 /// One row of `ctr task ls`.
@@ -194,6 +201,16 @@ impl Containerd {
         c.arg(&opts.id);
         c.args(&opts.args);
         c
+    }
+
+    /// Writes a Strata configuration file `name` into the fixture
+    /// directory, for [`RunOptions::runtime_config`].
+    pub fn write_config(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let dir = self.dir().join("strata-configs");
+        fs::create_dir_all(&dir)?;
+        let path = dir.join(name);
+        fs::write(&path, text)?;
+        Ok(path)
     }
 
     /// `ctr run --rm`: runs a container in the foreground and returns its

@@ -5,11 +5,17 @@
 //! `blobs/sha256/`: the image config, the manifest and one uncompressed layer.
 //! Every tar entry has a fixed mtime, owner and mode, so the same busybox
 //! binary always yields the same digests.
+//!
+//! The layer also holds the static `strata-probe` program at
+//! [`PROBE_PATH`], built from this workspace once per process (see
+//! [`probe_binary`]).
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
@@ -24,6 +30,9 @@ pub const DEFAULT_IMAGE_NAME: &str = "docker.io/library/busybox:latest";
 /// The `PATH` baked into the image config.
 pub const IMAGE_PATH_ENV: &str =
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where the probe program sits in the image (absolute inside a container).
+pub const PROBE_PATH: &str = "/usr/bin/strata-probe";
 
 /// Fixed modification time of every entry (2000-01-01T00:00:00Z).
 const MTIME: u64 = 946_684_800;
@@ -170,8 +179,8 @@ fn add_symlink<W: Write>(b: &mut tar::Builder<W>, path: &str, target: &str) -> R
         .with_context(|| format!("adding symlink {path}"))
 }
 
-/// The uncompressed layer tar: busybox, its applet links, `/etc` files and
-/// the empty directories a container expects.
+/// The uncompressed layer tar: busybox, its applet links, the probe,
+/// `/etc` files and the empty directories a container expects.
 pub fn build_layer(busybox: &Path) -> Result<Vec<u8>> {
     let bin = std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
     let applets = busybox_applets(busybox)?;
@@ -186,17 +195,129 @@ pub fn build_layer(busybox: &Path) -> Result<Vec<u8>> {
         ("run/", 0o755),
         ("sys/", 0o555),
         ("tmp/", 0o1777),
+        ("usr/", 0o755),
+        ("usr/bin/", 0o755),
         ("var/", 0o755),
     ] {
         add_dir(&mut b, dir, mode)?;
     }
     add_file(&mut b, "bin/busybox", 0o755, &bin)?;
+    add_file(
+        &mut b,
+        PROBE_PATH.trim_start_matches('/'),
+        0o755,
+        probe_binary()?,
+    )?;
     for applet in &applets {
         add_symlink(&mut b, &format!("bin/{applet}"), "busybox")?;
     }
     add_file(&mut b, "etc/passwd", 0o644, PASSWD.as_bytes())?;
     add_file(&mut b, "etc/group", 0o644, GROUP.as_bytes())?;
     b.into_inner().context("finishing the layer tar")
+}
+
+/// The workspace this crate belongs to.
+fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new(".."))
+        .to_path_buf()
+}
+
+/// True if `elf` is an ELF executable without a program interpreter, i.e.
+/// one that needs no dynamic loader and no shared libraries.
+pub fn is_static_elf(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    // 64-bit little-endian ELF only: the only kind this harness builds.
+    if elf.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..usize::from(phnum)).all(|i| {
+        let at = phoff as usize + i * usize::from(phentsize);
+        u32_at(at).is_some_and(|t| t != PT_INTERP)
+    })
+}
+
+/// Builds the probe as a static executable and returns its bytes.
+///
+/// `cargo build --release -p strata-probe` for the host's
+/// `<arch>-unknown-linux-gnu` target with `crt-static`, into
+/// `<workspace>/target/probe` (a target directory of its own, so the
+/// flags do not invalidate the main build, and an explicit target, so they
+/// do not reach build scripts). A file lock in that directory keeps
+/// concurrent test processes from reading a binary another one is writing.
+fn build_probe() -> Result<Vec<u8>> {
+    let ws = workspace_dir();
+    let target_dir = ws.join("target").join("probe");
+    fs::create_dir_all(&target_dir)
+        .with_context(|| format!("creating {}", target_dir.display()))?;
+    let lock_path = target_dir.join("strata-probe.lock");
+    let lock =
+        File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    // SAFETY: flock(2) on a descriptor `lock` owns; released when it is
+    // closed at the end of this function.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("locking {}", lock_path.display()));
+    }
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .args(["-p", "strata-probe", "--target", &triple])
+        .arg("--manifest-path")
+        .arg(ws.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS");
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", crate::command::describe(&cmd)))?;
+    ensure!(
+        out.status.success(),
+        "building the static strata-probe failed ({}): `{}`\n{}",
+        out.status,
+        crate::command::describe(&cmd),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = target_dir
+        .join(&triple)
+        .join("release")
+        .join("strata-probe");
+    let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    ensure!(
+        is_static_elf(&bytes),
+        "{} is not a static executable (it has a program interpreter)",
+        bin.display()
+    );
+    Ok(bytes)
+}
+
+/// The static probe program, built on first use in this process (see
+/// `build_probe`); later calls return the same bytes or the same error.
+pub fn probe_binary() -> Result<&'static [u8]> {
+    static PROBE: OnceLock<std::result::Result<Vec<u8>, String>> = OnceLock::new();
+    match PROBE.get_or_init(|| build_probe().map_err(|e| format!("{e:#}"))) {
+        Ok(b) => Ok(b),
+        Err(e) => bail!("{e}"),
+    }
 }
 
 /// Unpacks the test image's layer (built from the default busybox) into
@@ -345,8 +466,34 @@ mod tests {
             "etc/group",
             "proc/",
             "tmp/",
+            "usr/bin/strata-probe",
         ] {
             assert!(names.iter().any(|n| n == want), "layer lacks {want}");
         }
+    }
+
+    #[test]
+    fn probe_is_static_and_runs() {
+        let bin = probe_binary().unwrap();
+        assert!(is_static_elf(bin));
+        assert!(!is_static_elf(&std::fs::read("/bin/sh").unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata-probe");
+        std::fs::write(&path, bin).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        // A fork of another test thread may still hold the file open for
+        // writing for a moment (ETXTBSY).
+        let out = (0..50)
+            .find_map(|_| match Command::new(&path).arg("denied").output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                r => Some(r.unwrap()),
+            })
+            .expect("the probe stayed busy");
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("bpf "));
     }
 }

@@ -35,6 +35,7 @@
 
 pub mod command;
 pub mod containerd;
+pub mod cri;
 pub mod ctr;
 pub mod events;
 pub mod image;
@@ -52,6 +53,9 @@ pub const RUNC: &str = "io.containerd.runc.v2";
 
 /// Strata's shim under its default name.
 pub const STRATA: &str = "io.containerd.strata.v2";
+
+/// Strata's shim under the name that selects the embedded `interpose` class.
+pub const STRATA_INTERPOSE: &str = "io.containerd.strata-interpose.v2";
 
 /// Annotation that selects Strata's runtime class.
 pub const RUNTIME_CLASS_ANNOTATION: &str = "io.strata.runtime-class";
@@ -76,15 +80,38 @@ pub fn assert_code(out: &CmdOutput, code: i32) {
 }
 
 /// Instantiates each named case (`fn case(c: &Containerd)`) as a module
-/// with two tests: `runc` and `strata`.
+/// with two tests: `runc` and `strata`; with `interpose:` before the list,
+/// a third, `interpose`, runs the case on Strata's interpose class.
 ///
 /// ```ignore
 /// fn echo(c: &Containerd) { /* ... */ }
 /// strata_e2e::runtime_tests!(echo);
 /// // gives tests `echo::runc` and `echo::strata`
+/// strata_e2e::runtime_tests!(interpose: cat);
+/// // gives tests `cat::runc`, `cat::strata` and `cat::interpose`
 /// ```
 #[macro_export]
 macro_rules! runtime_tests {
+    (interpose: $($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[test]
+                fn runc() {
+                    $crate::run_case($crate::RUNC, super::$case)
+                }
+
+                #[test]
+                fn strata() {
+                    $crate::run_case($crate::STRATA, super::$case)
+                }
+
+                #[test]
+                fn interpose() {
+                    $crate::run_case($crate::STRATA_INTERPOSE, super::$case)
+                }
+            }
+        )*
+    };
     ($($case:ident),* $(,)?) => {
         $(
             mod $case {

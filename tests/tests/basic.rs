@@ -92,6 +92,7 @@ fn environment(c: &Containerd) {
 }
 
 runtime_tests!(
+    interpose:
     echo_output,
     exit_codes,
     stdin_piped,

@@ -13,17 +13,12 @@ const NOT_AVAILABLE: &str = "not available yet";
 
 /// Writes a configuration file into the fixture directory.
 fn write_config(c: &Containerd, name: &str, text: &str) -> PathBuf {
-    let dir = c.dir().join("strata-configs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    c.write_config(name, text).unwrap()
 }
 
 /// `RunOptions` that pass `config` as the runtime options' `ConfigPath`.
 fn with_config(opts: RunOptions, config: &std::path::Path) -> RunOptions {
-    opts.flag("--runtime-config-path")
-        .flag(&config.display().to_string())
+    opts.runtime_config(config)
 }
 
 /// Runs `opts`, which must fail Create; returns the output after checking
@@ -63,17 +58,22 @@ fn native_runtime_name_runs_strata() {
     });
 }
 
-/// The runtime `io.containerd.strata-interpose.v2` selects a backend that
-/// does not exist yet: Create fails saying so and leaves nothing behind.
+/// The runtime `io.containerd.strata-interpose.v2` runs the container under
+/// the interposer of the embedded `interpose` class: `/proc/meminfo` shows
+/// the container's memory limit rather than the host's memory.
 #[test]
-fn interpose_runtime_name_fails_strata() {
+fn interpose_runtime_name_runs_the_interposer_strata() {
     run_case(STRATA, |c| {
-        let out = run_failing(
-            c,
-            &RunOptions::new("interposed", ["true"]).runtime(INTERPOSE_RUNTIME),
-        );
-        assert!(out.stderr.contains(NOT_AVAILABLE), "{out}");
-        assert!(out.stderr.contains("backend \"interpose\""), "{out}");
+        let meminfo = |opts: RunOptions| {
+            let out = c.run(&opts.memory_limit(128 << 20)).unwrap();
+            assert_code(&out, 0);
+            out.stdout
+        };
+        let grep = ["grep", "MemTotal", "/proc/meminfo"];
+        let interposed = meminfo(RunOptions::new("interposed", grep).runtime(INTERPOSE_RUNTIME));
+        assert_eq!(interposed, "MemTotal:         131072 kB\n");
+        let native = meminfo(RunOptions::new("native", grep).runtime(NATIVE_RUNTIME));
+        assert_ne!(native, interposed);
     });
 }
 
@@ -185,37 +185,39 @@ fn microvm_class_by_annotation_fails_strata() {
 }
 
 /// The class comes from the annotation first, then the runtime (binary)
-/// name, then `default_class`.
+/// name, then `default_class`; the kernel release each interpose class
+/// reports shows which one ran.
 #[test]
 fn class_precedence_strata() {
     run_case(STRATA, |c| {
         let path = write_config(
             c,
             "precedence.toml",
-            "default_class = \"vm\"\n\n[classes.vm]\nbackend = \"microvm\"\n\n\
+            "default_class = \"dflt\"\n\n[classes.dflt]\nbackend = \"interpose\"\n\
+             [classes.dflt.interpose]\nkernel_release = \"1.0-default\"\n\n\
+             [classes.marked]\nbackend = \"interpose\"\n\
+             [classes.marked.interpose]\nkernel_release = \"2.0-annotated\"\n\n\
              [classes.native]\nbackend = \"native\"\n",
         );
-        // No annotation, generic runtime name: the default class (microvm).
-        let out = run_failing(c, &with_config(RunOptions::new("dflt", ["true"]), &path));
-        assert!(out.stderr.contains(NOT_AVAILABLE), "{out}");
+        let release = |opts: RunOptions| {
+            let out = c.run(&with_config(opts, &path)).unwrap();
+            assert_code(&out, 0);
+            out.stdout.trim_end().to_owned()
+        };
+        // No annotation, generic runtime name: the default class.
+        assert_eq!(
+            release(RunOptions::new("dflt", ["uname", "-r"])),
+            "1.0-default"
+        );
         // The runtime name beats the default class.
-        run_echo(
-            c,
-            with_config(
-                RunOptions::new("named", ["echo", "named"]).runtime(NATIVE_RUNTIME),
-                &path,
-            ),
-            "named",
-        );
+        let named = release(RunOptions::new("named", ["uname", "-r"]).runtime(NATIVE_RUNTIME));
+        assert!(!named.is_empty() && named != "1.0-default", "{named}");
         // The annotation beats the runtime name.
-        let out = run_failing(
-            c,
-            &with_config(
-                RunOptions::new("annotated", ["true"]).runtime(NATIVE_RUNTIME),
-                &path,
-            )
-            .annotation(strata_e2e::RUNTIME_CLASS_ANNOTATION, "vm"),
+        let annotated = release(
+            RunOptions::new("annotated", ["uname", "-r"])
+                .runtime(NATIVE_RUNTIME)
+                .annotation(strata_e2e::RUNTIME_CLASS_ANNOTATION, "marked"),
         );
-        assert!(out.stderr.contains(NOT_AVAILABLE), "{out}");
+        assert_eq!(annotated, "2.0-annotated");
     });
 }

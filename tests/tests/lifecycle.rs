@@ -83,4 +83,4 @@ fn task_exec(c: &Containerd) {
     assert_eq!(c.remove("execd").unwrap(), 137);
 }
 
-runtime_tests!(task_list, kill_sigkill, kill_default_term, task_exec);
+runtime_tests!(interpose: task_list, kill_sigkill, kill_default_term, task_exec);

@@ -3,8 +3,9 @@
 //! that lasts.
 //!
 //! `STRATA_LIFECYCLES` sets how many container lifecycles run with Strata
-//! (default [`DEFAULT_LIFECYCLES`]); the runc variant, which is there to
-//! prove the checks, runs a tenth of them to keep the suite short.
+//! (default [`DEFAULT_LIFECYCLES`]); the interpose class runs a fifth of
+//! them, and the runc variant, which is there to prove the checks, a tenth,
+//! to keep the suite short.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -36,7 +37,10 @@ fn lifecycles(runtime: &str) -> usize {
             .unwrap_or_else(|_| panic!("STRATA_LIFECYCLES={v:?} is not a count")),
         Err(_) => DEFAULT_LIFECYCLES,
     };
-    if strata_e2e::containerd::is_strata(runtime) {
+    if runtime == strata_e2e::STRATA_INTERPOSE {
+        // Each lifecycle also starts and ends a supervisor.
+        n.div_ceil(5)
+    } else if strata_e2e::containerd::is_strata(runtime) {
         n
     } else {
         n.div_ceil(10)
@@ -248,4 +252,4 @@ fn exec_lifecycles(c: &Containerd) {
     assert_eq!(c.remove(id).unwrap(), 137);
 }
 
-runtime_tests!(container_lifecycles, exec_lifecycles);
+runtime_tests!(interpose: container_lifecycles, exec_lifecycles);

@@ -123,4 +123,4 @@ fn many_execs(c: &Containerd) {
     assert_eq!(c.remove(id).unwrap(), 137);
 }
 
-runtime_tests!(many_containers, many_execs);
+runtime_tests!(interpose: many_containers, many_execs);

@@ -211,4 +211,4 @@ fn ignores_sigterm(c: &Containerd) {
     c.delete_container(id).unwrap();
 }
 
-runtime_tests!(fork_bomb, tmpfs_full, ignores_sigterm);
+runtime_tests!(interpose: fork_bomb, tmpfs_full, ignores_sigterm);

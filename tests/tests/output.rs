@@ -147,6 +147,7 @@ fn large_both_before_exit(c: &Containerd) {
 }
 
 runtime_tests!(
+    interpose:
     large_stdout_before_exit,
     large_stderr_before_exit,
     large_both_before_exit

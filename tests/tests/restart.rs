@@ -121,4 +121,4 @@ fn containerd_restart(c: &Containerd) {
     c.delete_container(long).unwrap();
 }
 
-runtime_tests!(containerd_restart);
+runtime_tests!(interpose: containerd_restart);

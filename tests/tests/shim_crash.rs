@@ -156,3 +156,10 @@ fn killed_shim(c: &Containerd) {
 fn killed_shim_strata() {
     run_case(STRATA, killed_shim);
 }
+
+/// The same on the interpose class: the supervisor, a child of the killed
+/// server, ends with its container.
+#[test]
+fn killed_shim_interpose() {
+    run_case(strata_e2e::STRATA_INTERPOSE, killed_shim);
+}

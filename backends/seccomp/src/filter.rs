@@ -77,6 +77,17 @@ impl Filter {
     ///
     /// Errors name the offending field by its JSON path.
     pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter, SeccompError> {
+        Self::build(seccomp, true)
+    }
+
+    /// Like [`compile`](Filter::compile), for a filter whose notification
+    /// listener the runtime takes itself (an interposer's) rather than
+    /// sending it to the agent at `listenerPath`, which may then be absent.
+    pub fn compile_for_runtime(seccomp: &LinuxSeccomp) -> Result<Filter, SeccompError> {
+        Self::build(seccomp, false)
+    }
+
+    fn build(seccomp: &LinuxSeccomp, agent_listener: bool) -> Result<Filter, SeccompError> {
         let default = default_action(seccomp)?;
         if seccomp.listener_metadata().is_some() && seccomp.listener_path().is_none() {
             return Err(SeccompError::invalid(
@@ -91,7 +102,7 @@ impl Filter {
             .enumerate()
             .map(|(i, rule)| check_rule(rule, &format!("{ROOT}.syscalls[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
-        if seccomp.listener_path().is_none() {
+        if agent_listener && seccomp.listener_path().is_none() {
             if let Some(rule) = rules.iter().find(|r| r.action == ScmpAction::Notify) {
                 return Err(SeccompError::invalid(
                     format!("{ROOT}.listenerPath"),

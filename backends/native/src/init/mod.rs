@@ -101,7 +101,7 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
         Ok(f) => f,
         Err(e) => return (channel, e),
     };
-    let interposer = match compile_seccomp(request.interposer.as_ref()) {
+    let interposer = match compile_interposer(request.interposer.as_ref()) {
         Ok(f) => f,
         Err(e) => return (channel, e),
     };
@@ -189,7 +189,7 @@ fn exec(mut channel: Channel, request: ExecRequest) -> (Channel, InitError) {
         Ok(f) => f,
         Err(e) => return (channel, e),
     };
-    let interposer = match compile_seccomp(request.interposer.as_ref()) {
+    let interposer = match compile_interposer(request.interposer.as_ref()) {
         Ok(f) => f,
         Err(e) => return (channel, e),
     };
@@ -230,6 +230,14 @@ fn compile_seccomp(seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<
         .map(Filter::compile)
         .transpose()
         .map_err(|e| InitError::msg(e.to_string()))
+}
+
+/// Compiles the interposer's filter, whose listener goes to the runtime.
+fn compile_interposer(seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<Option<Filter>> {
+    seccomp
+        .map(Filter::compile_for_runtime)
+        .transpose()
+        .map_err(|e| InitError::msg(format!("the interposer's filter: {e}")))
 }
 
 /// Sends the seccomp listener to the runtime, which passes it to the agent.
