@@ -1,7 +1,7 @@
 //! Runtime classes: chosen by the runtime name (shim binary name), the
 //! configuration file containerd passes (`ctr run --runtime-config-path`)
-//! and the `io.strata.runtime-class` annotation; backends that do not exist
-//! yet and broken configuration files fail Create cleanly.
+//! and the `io.strata.runtime-class` annotation; a hypervisor this build
+//! lacks and broken configuration files fail Create cleanly.
 
 use std::path::PathBuf;
 
@@ -158,16 +158,17 @@ fn config_file_default_class_strata() {
     });
 }
 
-/// A class on the microvm backend, chosen by annotation, fails Create with
-/// "not available yet"; the same file's native default class still runs.
+/// A microvm class on the built-in monitor, which this build does not have
+/// yet, chosen by annotation, fails Create saying so and leaves nothing
+/// behind; the same file's native default class still runs.
 #[test]
-fn microvm_class_by_annotation_fails_strata() {
+fn unavailable_hypervisor_by_annotation_fails_strata() {
     run_case(STRATA, |c| {
         let path = write_config(
             c,
             "vm.toml",
             "default_class = \"plain\"\n\n[classes.plain]\nbackend = \"native\"\n\n\
-             [classes.vm]\nbackend = \"microvm\"\n",
+             [classes.vm]\nbackend = \"microvm\"\n[classes.vm.microvm]\nhypervisor = \"builtin\"\n",
         );
         let out = run_failing(
             c,
@@ -175,7 +176,7 @@ fn microvm_class_by_annotation_fails_strata() {
                 .annotation(strata_e2e::RUNTIME_CLASS_ANNOTATION, "vm"),
         );
         assert!(out.stderr.contains(NOT_AVAILABLE), "{out}");
-        assert!(out.stderr.contains("backend \"microvm\""), "{out}");
+        assert!(out.stderr.contains("builtin"), "{out}");
         run_echo(
             c,
             with_config(RunOptions::new("plain", ["echo", "plain"]), &path),

@@ -191,6 +191,9 @@ calls! {
     Removexattr = "removexattr",
     /// `lremovexattr(path, name)`.
     Lremovexattr = "lremovexattr",
+    /// `getdents64(fd, buf, count)`, mediated only when the policy hides
+    /// paths: it leaves their names out of directory listings.
+    Getdents64 = "getdents64",
     /// `uname(buf)`.
     Uname = "uname",
     /// `sysinfo(info)`.

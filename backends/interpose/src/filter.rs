@@ -2,8 +2,8 @@
 //! object that `strata_seccomp::Filter` compiles and loads.
 
 use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator, LinuxSyscall,
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
 };
 
 use crate::calls::{Call, DENIED_BY_DEFAULT};
@@ -19,7 +19,8 @@ const SENDTO_ADDR_ARG: usize = 4;
 ///
 /// `sendto` is mediated only when it carries a destination address (its
 /// fifth argument is not NULL), so that `send` on a connected socket stays
-/// native. `unshare` and `setns`, when re-allowed, are mediated rather than
+/// native; `newfstatat` and `statx` only without `AT_EMPTY_PATH`, so that
+/// `fstat` stays native (see `condition`). `unshare` and `setns`, when re-allowed, are mediated rather than
 /// allowed: the supervisor forgets what it cached about the caller's root
 /// and credentials before letting them run.
 ///
@@ -53,8 +54,9 @@ pub fn filter(policy: &Policy) -> Result<LinuxSeccomp, PolicyError> {
 
     let notified: Vec<String> = Call::ALL
         .iter()
-        .filter(|c| **c != Call::Sendto)
+        .filter(|c| condition(**c).is_none())
         .filter(|c| !c.only_when_allowed() || allowed(c.name()))
+        .filter(|c| **c != Call::Getdents64 || !policy.hidden.is_empty())
         .map(|c| c.name().to_owned())
         .collect();
     let denied: Vec<String> = DENIED_BY_DEFAULT
@@ -67,18 +69,16 @@ pub fn filter(policy: &Policy) -> Result<LinuxSeccomp, PolicyError> {
     notify
         .set_names(notified)
         .set_action(LinuxSeccompAction::ScmpActNotify);
-    let mut sendto = LinuxSyscall::default();
-    let has_addr = LinuxSeccompArgBuilder::default()
-        .index(SENDTO_ADDR_ARG)
-        .value(0u64)
-        .op(LinuxSeccompOperator::ScmpCmpNe)
-        .build()
-        .expect("every field of the argument rule is set");
-    sendto
-        .set_names(vec![Call::Sendto.name().to_owned()])
-        .set_action(LinuxSeccompAction::ScmpActNotify)
-        .set_args(Some(vec![has_addr]));
-    let mut syscalls = vec![notify, sendto];
+    let mut syscalls = vec![notify];
+    for &call in Call::ALL {
+        if let Some(arg) = condition(call) {
+            let mut rule = LinuxSyscall::default();
+            rule.set_names(vec![call.name().to_owned()])
+                .set_action(LinuxSeccompAction::ScmpActNotify)
+                .set_args(Some(vec![arg]));
+            syscalls.push(rule);
+        }
+    }
     if !denied.is_empty() {
         let mut deny = LinuxSyscall::default();
         deny.set_names(denied)
@@ -97,6 +97,41 @@ pub fn filter(policy: &Policy) -> Result<LinuxSeccomp, PolicyError> {
         ]));
     }
     Ok(seccomp)
+}
+
+/// The argument condition under which `call` is mediated, for the calls
+/// mediated only sometimes:
+///
+/// * `sendto` with a destination address (argument 4 not NULL).
+/// * `newfstatat` and `statx` without `AT_EMPTY_PATH` (in argument 3 and 2):
+///   with it they are glibc's `fstat` of an fd the caller holds, among the
+///   most frequent syscalls there are. A caller that passes `AT_EMPTY_PATH`
+///   with a non-empty path stats that path natively (the kernel ignores the
+///   flag then); below a hidden path it finds the runtime's masking mount
+///   (a `/dev/null` or an empty directory), never the hidden file.
+fn condition(call: Call) -> Option<LinuxSeccompArg> {
+    let (index, value, value_two, op) = match call {
+        Call::Sendto => (SENDTO_ADDR_ARG, 0, None, LinuxSeccompOperator::ScmpCmpNe),
+        Call::Newfstatat | Call::Statx => (
+            if call == Call::Statx { 2 } else { 3 },
+            libc::AT_EMPTY_PATH as u64,
+            Some(0u64),
+            LinuxSeccompOperator::ScmpCmpMaskedEq,
+        ),
+        _ => return None,
+    };
+    let arg = LinuxSeccompArgBuilder::default()
+        .index(index)
+        .value(value)
+        .op(op);
+    let arg = match value_two {
+        Some(v) => arg.value_two(v),
+        None => arg,
+    };
+    Some(
+        arg.build()
+            .expect("every field of the argument rule is set"),
+    )
 }
 
 /// Whether the linked libseccomp can set

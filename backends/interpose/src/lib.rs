@@ -6,8 +6,9 @@
 //! of dangerous ones outright ([`DENIED_BY_DEFAULT`]). The supervisor
 //! ([`Supervisor`]) decides each call by the class's [`Policy`]:
 //!
-//! * file calls: hidden paths do not exist (`ENOENT`), read-only paths
-//!   cannot change (`EROFS`), and the supervisor performs opens and stats
+//! * file calls: hidden paths do not exist (`ENOENT`, and directory
+//!   listings leave them out), read-only paths cannot change (`EROFS`),
+//!   and the supervisor performs opens and stats
 //!   itself, below the container's root and with the calling thread's
 //!   credentials, injecting the opened fd into the caller;
 //! * the system view: `/proc/meminfo`, `/proc/cpuinfo`, `/proc/stat`,

@@ -310,6 +310,7 @@ fn serve(shared: &Shared, own: &Own, n: Notification) {
                 Outcome::Denied,
             )
         }
+        Reply::Answered => (Ok(()), Outcome::Emulated),
         Reply::Gone => return,
     };
     match sent {

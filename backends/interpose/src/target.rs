@@ -73,6 +73,19 @@ pub(crate) struct Thread {
 }
 
 impl Thread {
+    /// A copy of the thread's fd `fd` (`pidfd_getfd`), close-on-exec: the
+    /// same open file, so that what the supervisor does with it (connect,
+    /// send, read a directory) the thread sees done.
+    pub(crate) fn fetch_fd(&self, fd: i32) -> io::Result<OwnedFd> {
+        // SAFETY: pidfd_getfd takes fds and integers only.
+        let ret = unsafe { libc::syscall(libc::SYS_pidfd_getfd, self.pidfd.as_raw_fd(), fd, 0) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pidfd_getfd returned a new fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+    }
+
     /// Whether the thread named by the pidfd still runs.
     fn alive(&self) -> bool {
         // SAFETY: signal 0 only checks that the thread exists and may be

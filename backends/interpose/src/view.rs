@@ -109,7 +109,10 @@ impl SystemView {
         })
     }
 
-    /// `/proc/meminfo`: the host's file with the totals replaced.
+    /// `/proc/meminfo`: the host's file with the figures that tools size
+    /// memory by replaced (`free`, `top` and friends compute "used" as
+    /// total less free, buffers, page cache, reclaimable slab and shared
+    /// memory, so all of these must come from the container, not the host).
     pub(crate) fn meminfo(&self, host: &str) -> String {
         let Some(mem) = self.memory() else {
             return host.to_owned();
@@ -123,7 +126,8 @@ impl SystemView {
                     "MemFree" => Some(kib(mem.free)),
                     "MemAvailable" => Some(kib(mem.free + mem.cache)),
                     "Cached" => Some(kib(mem.cache)),
-                    "Buffers" | "SwapCached" | "SwapTotal" | "SwapFree" => Some(0),
+                    "Buffers" | "SwapCached" | "SwapTotal" | "SwapFree" | "Shmem"
+                    | "SReclaimable" | "KReclaimable" => Some(0),
                     _ => None,
                 };
                 match value {

@@ -1,6 +1,7 @@
 //! The handlers of the mediated syscalls, and what they share: the call
 //! being handled and the reply it gets.
 
+mod dirs;
 mod files;
 mod net;
 mod pathcalls;
@@ -37,6 +38,8 @@ pub(crate) enum Reply {
         /// The path or address refused, for the audit log.
         what: String,
     },
+    /// The handler answered the call itself, having performed it.
+    Answered,
     /// The call is no longer pending (the caller was interrupted or is
     /// gone): nothing to answer.
     Gone,
@@ -111,6 +114,7 @@ pub(crate) fn handle(ctx: &Ctx<'_>) -> Reply {
     match ctx.call {
         Open | Openat | Openat2 | Creat => files::open(ctx),
         Stat | Lstat | Newfstatat | Statx => files::stat(ctx),
+        Getdents64 => dirs::getdents64(ctx),
         Uname => system::uname(ctx),
         Sysinfo => system::sysinfo(ctx),
         SchedGetaffinity => system::sched_getaffinity(ctx),

@@ -43,7 +43,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::calls::Call;
 use crate::handlers::{Ctx, Reply};
@@ -83,7 +83,9 @@ fn handle_inner(ctx: &Ctx<'_>) -> Result<Reply, Answer> {
         Some(thread) => thread,
         None => return Ok(Reply::Gone),
     };
-    let sock = fetch_fd(&thread.pidfd, ctx.int_arg(0))?;
+    let sock = thread
+        .fetch_fd(ctx.int_arg(0))
+        .map_err(|e| Answer::Error(e.raw_os_error().unwrap_or(libc::EBADF)))?;
     let domain = sockopt(&sock, libc::SO_DOMAIN)?;
     if domain != libc::AF_INET && domain != libc::AF_INET6 {
         return Ok(Reply::Continue);
@@ -344,20 +346,6 @@ fn read_message(tid: i32, at: u64) -> Result<Message, Answer> {
         data,
         control,
     })
-}
-
-/// A copy of the caller's fd `fd`.
-fn fetch_fd(pidfd: &OwnedFd, fd: i32) -> Result<OwnedFd, Answer> {
-    // SAFETY: pidfd_getfd takes fds and integers only.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    if ret < 0 {
-        let errno = io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EBADF);
-        return Err(Answer::Error(errno));
-    }
-    // SAFETY: pidfd_getfd returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
 }
 
 /// An integer socket option at `SOL_SOCKET`.

@@ -1,6 +1,6 @@
 //! Per-call costs, printed (run with `--nocapture`, ideally `--release`):
-//! native and mediated `openat`+`close`, `stat`, and a syscall the filter
-//! lets through (`getppid`), natively and under the filter.
+//! native and mediated `openat`+`close` and `stat`, and syscalls the filter
+//! lets through (`fstat`, `getppid`), natively and under the filter.
 
 use std::time::Instant;
 
@@ -33,15 +33,28 @@ fn getppid() {
     unsafe { libc::syscall(libc::SYS_getppid) };
 }
 
-/// The costs of `open`+`close`, `stat` and `getppid` in this process.
-fn measure(file: &str) -> [f64; 3] {
-    [
+/// `fstat(fd)`.
+fn fstat(fd: i32) {
+    // SAFETY: an all-zero stat is valid; fstat writes one.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::fstat(fd, &mut st) };
+}
+
+/// The costs of `open`+`close`, `stat`, `fstat` and `getppid` in this
+/// process.
+fn measure(file: &str) -> [f64; 4] {
+    let fd = open(file, libc::O_RDONLY | libc::O_CLOEXEC).expect("open");
+    let costs = [
         per_call(|| open_close(file)),
         per_call(|| {
             let _ = stat(file);
         }),
+        per_call(|| fstat(fd)),
         per_call(getppid),
-    ]
+    ];
+    close(fd);
+    costs
 }
 
 #[test]
@@ -57,7 +70,10 @@ fn per_call_costs() {
     let text = std::fs::read_to_string(results).unwrap();
     let filtered: Vec<f64> = text.split(' ').map(|v| v.parse().unwrap()).collect();
     println!("per call (ns)        native   filtered   ratio");
-    for (i, name) in ["openat+close", "stat", "getppid"].iter().enumerate() {
+    for (i, name) in ["openat+close", "stat", "fstat", "getppid"]
+        .iter()
+        .enumerate()
+    {
         println!(
             "{name:<16} {:>10.0} {:>10.0} {:>7.1}x",
             native[i],

@@ -39,8 +39,20 @@ fn hidden_paths_do_not_exist() {
             execve("/etc/hidden/inner") == libc::ENOENT,
             "execve of a hidden path"
         );
-        // Their neighbours are there.
+        // Their neighbours are there, and listings leave them out.
         ensure!(stat("/etc").is_ok(), "stat /etc");
+        let mut names: Vec<String> = std::fs::read_dir("/etc")
+            .map_err(|e| format!("read_dir: {e}"))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("read_dir: {e}"))?;
+        names.sort();
+        ensure!(names == ["other"], "/etc lists {names:?}");
+        let root: Vec<String> = std::fs::read_dir("/")
+            .map_err(|e| format!("read_dir /: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        ensure!(root.iter().any(|n| n == "etc"), "/ lists {root:?}");
         ensure!(
             read_file("/pub/file") == Ok("public".into()),
             "reading /pub/file"
@@ -54,6 +66,8 @@ fn hidden_paths_do_not_exist() {
     });
     assert!(stats.get("openat").denied >= 6, "{stats}");
     assert!(stats.get("execve").denied == 1, "{stats}");
+    assert!(stats.get("getdents64").emulated >= 1, "{stats}");
+    assert!(stats.get("getdents64").continued >= 1, "{stats}");
     assert!(!rootfs.path("etc/hidden/new").exists());
 }
 
@@ -172,6 +186,17 @@ fn allowed_opens_are_performed_by_the_supervisor() {
         };
         ensure!(last == Err(libc::EMFILE), "open at the fd limit: {last:?}");
         fds.into_iter().for_each(close);
+        // fstat (newfstatat with AT_EMPTY_PATH) stays native.
+        let fd = open("/pub/file", libc::O_RDONLY | libc::O_CLOEXEC)
+            .map_err(|e| format!("open: {e}"))?;
+        for _ in 0..10 {
+            // SAFETY: an all-zero stat is valid; fstat writes one.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let ret = unsafe { libc::fstat(fd, &mut st) };
+            ensure!(ret == 0 && st.st_size == 6, "fstat");
+        }
+        close(fd);
         let st = stat("/pub/file").map_err(|e| format!("stat: {e}"))?;
         ensure!(st.st_size == 6, "stat size {}", st.st_size);
         let stx = statx("/data/ro/file").map_err(|e| format!("statx: {e}"))?;
@@ -189,6 +214,11 @@ fn allowed_opens_are_performed_by_the_supervisor() {
     assert!(
         stats.get("newfstatat").emulated + stats.get("statx").emulated >= 2,
         "{stats}"
+    );
+    assert_eq!(
+        stats.get("newfstatat").notified,
+        2,
+        "fstat is native: {stats}"
     );
 }
 

@@ -17,7 +17,7 @@ use crate::{filter, Policy, Stats, Supervisor, SystemView};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A temporary root directory for targets, with a few files:
-/// `/etc/secret` (root-only 0600), `/etc/hidden/inner`, `/data/ro/file`,
+/// `/etc/secret` (root-only 0600), `/etc/hidden/inner`, `/etc/other`, `/data/ro/file`,
 /// `/pub/file` (contents "public"), `/home/user` (owned by uid 1000) and
 /// empty `/proc` and `/tmp`.
 pub struct Rootfs {
@@ -33,6 +33,7 @@ impl Rootfs {
             std::fs::create_dir_all(rootfs.path(d)).unwrap();
         }
         std::fs::write(rootfs.path("etc/secret"), "secret").unwrap();
+        std::fs::write(rootfs.path("etc/other"), "other").unwrap();
         std::fs::write(rootfs.path("etc/hidden/inner"), "inner").unwrap();
         std::fs::write(rootfs.path("data/ro/file"), "read-only").unwrap();
         std::fs::write(rootfs.path("pub/file"), "public").unwrap();

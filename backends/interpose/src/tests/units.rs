@@ -118,6 +118,17 @@ fn the_filter_notifies_mediated_calls_and_denies_dangerous_ones() {
         !notified.iter().any(|n| *n == "unshare"),
         "unshare is denied, not notified"
     );
+    let fstatat = rules.iter().find(|r| r.names() == &["newfstatat"]).unwrap();
+    let arg = fstatat.args().clone().unwrap()[0];
+    assert_eq!(
+        (arg.index(), arg.value(), arg.value_two(), arg.op()),
+        (
+            3,
+            libc::AT_EMPTY_PATH as u64,
+            Some(0),
+            LinuxSeccompOperator::ScmpCmpMaskedEq
+        )
+    );
     let sendto = rules.iter().find(|r| r.names() == &["sendto"]).unwrap();
     let arg = sendto.args().clone().unwrap()[0];
     assert_eq!(
