@@ -71,6 +71,20 @@ fn run_ok(c: &Containerd, opts: &RunOptions) -> CmdOutput {
     out
 }
 
+/// Waits until containerd's log (where the shim's log goes) holds `text`.
+#[track_caller]
+fn wait_for_log(c: &Containerd, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.log_tail(2000).contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} not in the log:\n{}",
+            c.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Ordinary work: directories, files, relative paths, pipes, /proc.
 #[test]
 fn busybox_works_under_the_interposer() {
@@ -170,6 +184,11 @@ wget -q -O - http://127.0.0.1:9090/ 2>&1 || echo refused";
         assert!(out.stdout.starts_with("page\n"), "{out}");
         assert!(out.stdout.trim_end().ends_with("refused"), "{out}");
         assert_eq!(out.stdout.matches("page").count(), 1, "{out}");
+        // The denial is in the shim's log, with the container and address;
+        // the count of mediated calls follows when the container ends.
+        wait_for_log(c, "container net: pid");
+        wait_for_log(c, "127.0.0.1:9090: denied");
+        wait_for_log(c, "mediated calls of net");
 
         let out = run_ok(c, &srv.run(c, "plain", "net-native", script));
         assert_eq!(out.stdout.matches("page").count(), 2, "{out}");
@@ -290,11 +309,7 @@ fn a_dead_supervisor_stops_its_container() {
         assert_eq!(task.status, "STOPPED");
         assert_eq!(c.delete_task("orphan").unwrap(), 137);
         c.delete_container("orphan").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !c.log_tail(400).contains("must not run unsupervised") {
-            assert!(Instant::now() < deadline, "{}", c.log_tail(100));
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_log(c, "must not run unsupervised");
     });
 }
 
