@@ -113,6 +113,10 @@ impl Backends for BackendSelector {
             let backend = InterposeBackend::new(self.native()?, policy, self.helper.clone());
             return Ok((kind, Arc::new(backend)));
         }
+        if let Some(options) = &class.microvm {
+            let backend = strata_microvm::MicrovmBackend::new(options.clone());
+            return Ok((kind, Arc::new(backend)));
+        }
         Ok((kind, self.backend(kind)?))
     }
 
@@ -125,7 +129,7 @@ impl Backends for BackendSelector {
                 Default::default(),
                 self.helper.clone(),
             ))),
-            // VMs of the default shape (`strata_config::MicrovmOptions`).
+            // Without a class, only cleanup needs it, which no VM shape changes.
             BackendKind::Microvm => Ok(Arc::new(strata_microvm::MicrovmBackend::new(
                 Default::default(),
             ))),

@@ -102,6 +102,38 @@ fn foreground(c: &Containerd) {
         first_output_after(c)
     );
 
+    // The class's `[microvm]` table shapes the VM, and the container's
+    // memory limit caps the guest's memory.
+    let config = c
+        .write_config(
+            "shape.toml",
+            "default_class = \"microvm\"\n[classes.microvm]\nbackend = \"microvm\"\n\
+             [classes.microvm.microvm]\nvcpus = 2\nmemory_mib = 192\n",
+        )
+        .unwrap();
+    let out = c
+        .run(
+            &RunOptions::new(
+                "vm-shape",
+                ["sh", "-c", "nproc; grep MemTotal /proc/meminfo"],
+            )
+            .runtime_config(&config)
+            .memory_limit(96 << 20),
+        )
+        .unwrap();
+    assert_code(&out, 0);
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("2"), "{out}");
+    let total_kib: u64 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal in {out}"));
+    assert!(
+        total_kib <= 96 << 10 && total_kib > 48 << 10,
+        "guest memory {total_kib} KiB is not capped to the 96 MiB limit: {out}"
+    );
+
     // A program that is not there fails Create, naming it; the VM goes away.
     let out = c
         .run(&RunOptions::new("vm-missing", ["no-such-program"]))
@@ -215,6 +247,23 @@ fn detached(c: &Containerd) {
     };
     assert_eq!(metric("pids.current"), Some(1), "{out}");
     assert!(metric("memory.usage").is_some_and(|m| m > 0), "{out}");
+    // Pausing stops the whole VM; resuming lets it go on.
+    c.ctr(&["tasks", "pause", id]).unwrap().ok().unwrap();
+    c.wait_status(id, "PAUSED", Duration::from_secs(10))
+        .unwrap();
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", task.pid)).unwrap();
+    assert!(
+        state
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('T'),
+        "QEMU is not stopped while paused: {state}"
+    );
+    c.ctr(&["tasks", "resume", id]).unwrap().ok().unwrap();
+    c.wait_status(id, "RUNNING", Duration::from_secs(10))
+        .unwrap();
     let out = c.exec(id, "e2", &["cat", "/written"]).unwrap();
     assert_code(&out, 0);
     assert_eq!(out.stdout, "x\n", "{out}");

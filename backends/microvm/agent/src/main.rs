@@ -1,0 +1,36 @@
+//! The guest agent binary: `/init` of the microVM's initramfs.
+
+mod boot;
+mod error;
+mod link;
+mod port;
+mod rootfs;
+mod server;
+mod spawn;
+mod stats;
+
+fn main() {
+    if std::process::id() != 1 {
+        eprintln!("strata-agent: must run as PID 1 of a Strata microVM");
+        std::process::exit(2);
+    }
+    let port = boot::mount_kernel_filesystems()
+        .and_then(|()| boot::load_modules())
+        .and_then(|()| port::open());
+    let port = match port {
+        Ok(port) => port,
+        Err(e) => {
+            eprintln!("strata-agent: {e}");
+            server::power_off();
+        }
+    };
+    let writer = match port.try_clone() {
+        Ok(writer) => writer,
+        Err(e) => {
+            eprintln!("strata-agent: duplicating the port: {e}");
+            server::power_off();
+        }
+    };
+    let agent = server::Agent::new(link::Link::new(writer));
+    agent.serve(port)
+}

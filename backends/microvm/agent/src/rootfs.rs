@@ -1,0 +1,194 @@
+//! The container's root filesystem in the guest: the host's ext4 disk image,
+//! with the guest's `/dev` and the spec's kernel filesystems mounted in it.
+
+use std::ffi::CString;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::mount::{mount, MsFlags};
+use strata_agent::protocol::GuestMount;
+
+use crate::error::{io, sys, AgentError, Result};
+
+/// The disk the host attaches the root filesystem image as.
+const DISK: &str = "/dev/vda";
+
+/// Where the agent mounts the container's root filesystem.
+pub const ROOT: &str = "/run/container";
+
+/// How long the disk may take to appear after its driver was loaded.
+const DISK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PATH used to find a program when the process's environment has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A `proc` mount that the container's init makes itself, since a proc
+/// filesystem shows the PID namespace of whoever mounts it.
+#[derive(Clone)]
+pub struct ProcMount {
+    /// The mount point, a path in the guest.
+    pub target: CString,
+    /// The mount flags.
+    pub flags: MsFlags,
+}
+
+/// Mounts the disk at [`ROOT`], the guest's `/dev` into it, then `mounts`
+/// except `proc` ones, which are returned for the init process; then makes
+/// the root read-only if asked.
+pub fn prepare(readonly: bool, mounts: &[GuestMount]) -> Result<Vec<ProcMount>> {
+    let deadline = Instant::now() + DISK_TIMEOUT;
+    while !Path::new(DISK).exists() {
+        if Instant::now() >= deadline {
+            return Err(AgentError::Refused(format!(
+                "the root filesystem disk {DISK} did not appear in {DISK_TIMEOUT:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::create_dir_all(ROOT).map_err(io(format!("creating {ROOT}")))?;
+    mount(
+        Some(DISK),
+        ROOT,
+        Some("ext4"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(sys(format!("mounting {DISK} on {ROOT}")))?;
+    let dev = target("/dev")?;
+    mount(
+        Some("/dev"),
+        &dev,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys(format!("binding /dev on {}", dev.display())))?;
+    let mut proc_mounts = Vec::new();
+    for m in mounts {
+        let (flags, data) = options(&m.options);
+        let at = target(&m.destination)?;
+        if m.kind == "proc" {
+            let target = CString::new(at.as_os_str().as_bytes()).map_err(|_| {
+                AgentError::Refused(format!(
+                    "mount destination {:?} contains NUL",
+                    m.destination
+                ))
+            })?;
+            proc_mounts.push(ProcMount { target, flags });
+            continue;
+        }
+        mount(
+            Some(m.source.as_str()),
+            &at,
+            Some(m.kind.as_str()),
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(sys(format!("mounting {} on {}", m.kind, m.destination)))?;
+    }
+    if readonly {
+        mount(
+            None::<&str>,
+            ROOT,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(sys(format!("making {ROOT} read-only")))?;
+    }
+    Ok(proc_mounts)
+}
+
+/// Creates the mount point `destination` inside the root filesystem.
+fn target(destination: &str) -> Result<PathBuf> {
+    let path = Path::new(ROOT).join(destination.trim_start_matches('/'));
+    std::fs::create_dir_all(&path)
+        .map_err(io(format!("creating the mount point {destination}")))?;
+    Ok(path)
+}
+
+/// Splits OCI mount options into mount flags and the filesystem's data string.
+fn options(options: &[String]) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for option in options {
+        match option.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags.remove(MsFlags::MS_RDONLY),
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "suid" | "dev" | "exec" | "atime" => {}
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
+}
+
+/// Finds `program` as the container would: inside the root filesystem
+/// (symlinks resolved there, never into the guest), on `PATH` from `env`
+/// when it has no slash. Returns the path as the container sees it.
+pub fn find_executable(program: &str, cwd: &str, env: &[String]) -> Result<String> {
+    let root = std::fs::File::open(ROOT).map_err(io(format!("opening {ROOT}")))?;
+    let candidates: Vec<String> = if program.contains('/') {
+        let absolute = if program.starts_with('/') {
+            program.to_owned()
+        } else {
+            format!("{}/{program}", cwd.trim_end_matches('/'))
+        };
+        vec![absolute]
+    } else {
+        let path = env
+            .iter()
+            .find_map(|kv| kv.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
+            .collect()
+    };
+    for candidate in &candidates {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT);
+        let Ok(fd) = openat2(root.as_fd(), candidate.as_str(), how) else {
+            continue;
+        };
+        let file = std::fs::File::from(fd);
+        let Ok(meta) = file.metadata() else { continue };
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            return Ok(candidate.clone());
+        }
+    }
+    Err(AgentError::Refused(if program.contains('/') {
+        format!("exec: {program:?}: no such executable file")
+    } else {
+        format!("exec: {program:?}: executable file not found in $PATH")
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let opts: Vec<String> = ["nosuid", "strictatime", "mode=755", "size=65536k", "ro"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (flags, data) = options(&opts);
+        assert_eq!(
+            flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME | MsFlags::MS_RDONLY
+        );
+        assert_eq!(data, "mode=755,size=65536k");
+    }
+}

@@ -1,0 +1,176 @@
+//! A container in its own VM, from Create to Delete.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::Signal;
+use oci_spec::runtime::LinuxResources;
+use strata_agent::protocol::{Call, GuestStats, Reply, INIT};
+use strata_backend::{Container, Error, Metrics, Process, Result, Stdio};
+use strata_cgroups::{CpuStats, MemoryStats, PidsStats, Stats, Version};
+
+use crate::client::AgentClient;
+use crate::process::MicrovmProcess;
+use crate::stdio;
+use crate::vm::Vm;
+
+/// How long the guest gets to power off by itself before QEMU is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A container, its VM and the connection to its agent.
+pub struct MicrovmContainer {
+    pub(crate) id: String,
+    pub(crate) vm: Vm,
+    pub(crate) client: Arc<AgentClient>,
+    pub(crate) init: MicrovmProcess,
+    pub(crate) state_dir: PathBuf,
+}
+
+#[async_trait]
+impl Container for MicrovmContainer {
+    fn init(&self) -> &dyn Process {
+        &self.init
+    }
+
+    async fn start(&self) -> Result<()> {
+        match self.client.call(Call::Start).await? {
+            Reply::Started { pid } => {
+                log::info!("vm {}: init started, guest pid {pid}", self.id);
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn exec(
+        &self,
+        exec_id: &str,
+        process: oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<Box<dyn Process>> {
+        if self.init.try_exit().is_some() {
+            return Err(Error::State(format!(
+                "cannot exec {exec_id}: the container is not running"
+            )));
+        }
+        let outputs = stdio::outputs(&stdio)?;
+        self.client.attach(exec_id, outputs.sink);
+        let call = Call::Exec {
+            exec_id: exec_id.to_owned(),
+            process: Box::new(process),
+            stdin: stdio.stdin.is_some(),
+        };
+        let pid = match self.client.call(call).await {
+            Ok(Reply::Started { pid }) => pid,
+            Ok(other) => {
+                self.client.detach(exec_id);
+                return Err(unexpected(&other));
+            }
+            Err(e) => {
+                self.client.detach(exec_id);
+                return Err(e);
+            }
+        };
+        let process = MicrovmProcess::watch(
+            exec_id,
+            pid,
+            self.client.clone(),
+            outputs.writers,
+            outputs.exit,
+        );
+        let input = stdio::input(&stdio, exec_id, &self.client, process.close_notifier())?;
+        process.set_input(input);
+        Ok(Box::new(process))
+    }
+
+    async fn kill_all(&self, signal: u32) -> Result<()> {
+        self.client
+            .call(Call::Kill {
+                process: INIT.into(),
+                signal: signal as i32,
+                all: true,
+            })
+            .await
+            .map(drop)
+    }
+
+    async fn pids(&self) -> Result<Vec<u32>> {
+        // On the host, the container is its VMM process.
+        Ok(vec![self.vm.pid()])
+    }
+
+    async fn pause(&self) -> Result<()> {
+        self.vm.signal(Signal::SIGSTOP)
+    }
+
+    async fn resume(&self) -> Result<()> {
+        self.vm.signal(Signal::SIGCONT)
+    }
+
+    async fn update(&self, _resources: LinuxResources) -> Result<()> {
+        Err(Error::State(format!(
+            "container {}: the resources of a running microVM cannot be changed",
+            self.id
+        )))
+    }
+
+    async fn stats(&self) -> Result<Metrics> {
+        match self.client.call(Call::Stats).await? {
+            Reply::Stats(stats) => Ok(metrics(&stats)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn oom(&self) -> Result<u64> {
+        Err(Error::State(format!(
+            "container {}: the guest does not report OOM kills",
+            self.id
+        )))
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        if self.vm.exit_code().is_none() {
+            let _ = self.vm.signal(Signal::SIGCONT);
+            let shutdown = tokio::time::timeout(SHUTDOWN_GRACE, self.client.call(Call::Shutdown));
+            if let Ok(Err(e)) = shutdown.await {
+                log::debug!("vm {}: shutdown call: {e}", self.id);
+            }
+            self.vm.stop(SHUTDOWN_GRACE).await;
+        }
+        let state_dir = self.state_dir.clone();
+        tokio::task::spawn_blocking(move || crate::vm::cleanup(&state_dir))
+            .await
+            .map_err(|e| Error::Process(format!("cleanup task failed: {e}")))?
+    }
+}
+
+/// The guest's usage in the shape containerd's metrics take.
+fn metrics(guest: &GuestStats) -> Metrics {
+    Metrics {
+        version: Version::V2,
+        stats: Stats {
+            cpu: CpuStats {
+                usage_total_ns: guest.cpu_user_ns + guest.cpu_kernel_ns,
+                usage_user_ns: guest.cpu_user_ns,
+                usage_kernel_ns: guest.cpu_kernel_ns,
+                ..Default::default()
+            },
+            memory: MemoryStats {
+                usage: guest.memory_used,
+                limit: guest.memory_total,
+                ..Default::default()
+            },
+            pids: PidsStats {
+                current: guest.pids,
+                limit: 0,
+            },
+            ..Default::default()
+        },
+    }
+}
+
+fn unexpected(reply: &Reply) -> Error {
+    Error::Process(format!("the agent gave an unexpected reply: {reply:?}"))
+}
