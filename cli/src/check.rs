@@ -300,7 +300,10 @@ mod tests {
             .iter()
             .find(|i| i.name == "class:microvm")
             .expect("microvm line");
-        assert_eq!(microvm.detail, "backend \"microvm\" is not available yet");
+        assert_eq!(
+            microvm.detail,
+            "backend \"microvm\" is not available in the strata command yet; it runs through containerd (io.containerd.strata.v2)"
+        );
         for name in ["namespace:user", "cgroups", "seccomp", "kvm", "containerd"] {
             assert!(items.iter().any(|i| i.name == name), "{name} in {items:?}");
         }

@@ -33,8 +33,8 @@ pub enum ClassError {
         /// The classes it defines.
         defined: String,
     },
-    /// The class's backend is not part of this build yet.
-    #[error("backend {:?} is not available yet", .0.as_str())]
+    /// The class's backend runs through the shim but not this command yet.
+    #[error("backend {:?} is not available in the strata command yet; it runs through containerd (io.containerd.strata.v2)", .0.as_str())]
     NotAvailable(BackendKind),
 }
 
@@ -117,7 +117,7 @@ mod tests {
             "native"
         );
         let err = choose(&config, None, &spec_with(Some("vm"))).expect_err("microvm");
-        assert_eq!(err.to_string(), "backend \"microvm\" is not available yet");
+        assert_eq!(err.to_string(), "backend \"microvm\" is not available in the strata command yet; it runs through containerd (io.containerd.strata.v2)");
         // The flag wins over the annotation.
         assert_eq!(
             choose(&config, Some("native"), &spec_with(Some("vm"))).expect("flag"),
@@ -126,7 +126,7 @@ mod tests {
         let err = choose(&config, Some("watch"), &spec_with(None)).expect_err("interpose");
         assert_eq!(
             err.to_string(),
-            "backend \"interpose\" is not available yet"
+            "backend \"interpose\" is not available in the strata command yet; it runs through containerd (io.containerd.strata.v2)"
         );
     }
 

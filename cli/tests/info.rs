@@ -181,7 +181,7 @@ fn check_reports_every_item() {
     assert!(
         out.stdout.lines().any(|l| l.starts_with("no ")
             && l.contains("class:vm")
-            && l.contains("backend \"microvm\" is not available yet")),
+            && l.contains("backend \"microvm\" is not available in the strata command yet")),
         "{}",
         out.stdout
     );

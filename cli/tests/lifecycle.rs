@@ -148,12 +148,12 @@ fn failed_creates_leave_nothing() {
     // A class whose backend is not available fails before anything is made.
     fx.edit_spec(|s| s["process"]["args"] = serde_json::json!(["true"]));
     let out = fx.strata(&["--class", "microvm", "create", "--bundle", &bundle, &id]);
-    out.fails_with("backend \"microvm\" is not available yet");
+    out.fails_with("backend \"microvm\" is not available in the strata command yet");
     fx.edit_spec(|s| {
         s["annotations"] = serde_json::json!({"io.strata.runtime-class": "interpose"});
     });
     let out = fx.strata(&["create", "--bundle", &bundle, &id]);
-    out.fails_with("backend \"interpose\" is not available yet");
+    out.fails_with("backend \"interpose\" is not available in the strata command yet");
     // --class wins over the annotation.
     fx.strata(&["--class", "native", "create", "--bundle", &bundle, &id])
         .ok();
