@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::{reap, unique_id, Fixture, COMMAND_TIMEOUT};
@@ -117,7 +115,6 @@ fn preserved_descriptors_reach_the_process() {
     fx.start(&id);
     let path = fx.dir.path().join("fd3.txt");
     let file = std::fs::File::create(&path).expect("create");
-    let raw = file.as_raw_fd();
     let args = [
         "exec",
         "--preserve-fds",
@@ -128,28 +125,11 @@ fn preserved_descriptors_reach_the_process() {
         "echo kept >&3",
     ];
     let mut cmd = fx.command(&args);
-    // SAFETY: the closure runs between fork and exec and only calls dup2
-    // or fcntl, both async-signal-safe; `raw` stays open in the parent.
-    unsafe { cmd.pre_exec(move || descriptor_to_3(raw)) };
+    let file = std::os::fd::OwnedFd::from(file);
+    strata_backend::child::pass_fd(&mut cmd, &file, 3);
     fx.spawn_command(cmd, &args).wait(COMMAND_TIMEOUT).ok();
     drop(file);
     assert_eq!(std::fs::read_to_string(&path).expect("read"), "kept\n");
     fx.strata(&["delete", "--force", &id]).ok();
     fx.finish();
-}
-
-/// Makes `raw` descriptor 3, inherited across exec.
-fn descriptor_to_3(raw: std::os::fd::RawFd) -> std::io::Result<()> {
-    let rc = if raw == 3 {
-        // dup2 onto itself would keep close-on-exec: clear it instead.
-        // SAFETY: changes the flags of a descriptor this process owns.
-        unsafe { libc::fcntl(raw, libc::F_SETFD, 0) }
-    } else {
-        // SAFETY: duplicates a descriptor this process owns onto 3.
-        unsafe { libc::dup2(raw, 3) }
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -9,8 +9,7 @@
 //! ends by itself when the processes it supervises are gone.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -265,23 +264,7 @@ fn spawn_supervisor(helper: &std::path::Path, listener: OwnedFd) -> Result<std::
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let raw = listener.as_raw_fd();
-    let hand_over = move || -> std::io::Result<()> {
-        let rc = if raw == LISTENER_FD {
-            // SAFETY: clears close-on-exec on a descriptor this process owns.
-            unsafe { libc::fcntl(raw, libc::F_SETFD, 0) }
-        } else {
-            // SAFETY: duplicates a descriptor this process owns onto LISTENER_FD.
-            unsafe { libc::dup2(raw, LISTENER_FD) }
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    // SAFETY: the closure runs between fork and exec and calls only dup2 and
-    // fcntl, which are async-signal-safe; it touches no locks or allocations.
-    unsafe { command.pre_exec(hand_over) };
+    strata_backend::child::pass_fd(&mut command, &listener, LISTENER_FD);
     let child = command
         .spawn()
         .map_err(|e| Error::path("starting the supervisor", helper, e))?;

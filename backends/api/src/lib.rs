@@ -6,6 +6,7 @@
 //! knows about protobuf or ttrpc, so backends can be driven by the shim, by the
 //! command-line runtime, and by tests alike.
 
+pub mod child;
 mod error;
 mod exit;
 pub mod reaper;

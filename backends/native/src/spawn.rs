@@ -1,8 +1,7 @@
 //! Starts the init helper and follows its reports.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -318,23 +317,7 @@ fn spawn(
         .stdin(stdio.stdin)
         .stdout(stdio.stdout)
         .stderr(stdio.stderr);
-    let raw = channel.as_raw_fd();
-    let hand_over = move || -> std::io::Result<()> {
-        let rc = if raw == target {
-            // SAFETY: clears close-on-exec on a descriptor this process owns.
-            unsafe { libc::fcntl(raw, libc::F_SETFD, 0) }
-        } else {
-            // SAFETY: duplicates a descriptor this process owns onto `target`.
-            unsafe { libc::dup2(raw, target) }
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    // SAFETY: the closure runs between fork and exec and calls only dup2 and
-    // fcntl, which are async-signal-safe; it touches no locks or allocations.
-    unsafe { command.pre_exec(hand_over) };
+    strata_backend::child::pass_fd(&mut command, &channel, target);
     let child = command
         .spawn()
         .map_err(|e| Error::path("starting the init helper", helper, e))?;
