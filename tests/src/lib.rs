@@ -95,36 +95,31 @@ macro_rules! runtime_tests {
     (interpose: $($case:ident),* $(,)?) => {
         $(
             mod $case {
-                #[test]
-                fn runc() {
-                    $crate::run_case($crate::RUNC, super::$case)
-                }
-
-                #[test]
-                fn strata() {
-                    $crate::run_case($crate::STRATA, super::$case)
-                }
-
-                #[test]
-                fn interpose() {
-                    $crate::run_case($crate::STRATA_INTERPOSE, super::$case)
-                }
+                $crate::runtime_test!($case, runc, RUNC);
+                $crate::runtime_test!($case, strata, STRATA);
+                $crate::runtime_test!($case, interpose, STRATA_INTERPOSE);
             }
         )*
     };
     ($($case:ident),* $(,)?) => {
         $(
             mod $case {
-                #[test]
-                fn runc() {
-                    $crate::run_case($crate::RUNC, super::$case)
-                }
-
-                #[test]
-                fn strata() {
-                    $crate::run_case($crate::STRATA, super::$case)
-                }
+                $crate::runtime_test!($case, runc, RUNC);
+                $crate::runtime_test!($case, strata, STRATA);
             }
         )*
+    };
+}
+
+/// One test of [`runtime_tests!`]: `case` on the runtime named by the
+/// crate constant `runtime`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! runtime_test {
+    ($case:ident, $name:ident, $runtime:ident) => {
+        #[test]
+        fn $name() {
+            $crate::run_case($crate::$runtime, super::$case)
+        }
     };
 }
