@@ -24,11 +24,13 @@ const SENDTO_ADDR_ARG: usize = 4;
 /// allowed: the supervisor forgets what it cached about the caller's root
 /// and credentials before letting them run.
 ///
-/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` is set when the libseccomp
-/// in use can set it (2.6 and later): a received call then waits for its
-/// answer, interrupted only by a fatal signal. Older libraries cannot, and
-/// a signal then cancels a call the supervisor is handling; the handlers
-/// are written for that either way.
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` is set: a received call waits
+/// for its answer, interrupted only by a fatal signal, so a signal cannot
+/// cancel a call the supervisor is performing (a send would otherwise be
+/// made twice when the interrupted call restarts). `strata_seccomp` loads
+/// the filter by hand where the linked libseccomp cannot set the flag. A
+/// signal still cancels a call not yet received; the handlers are written
+/// for that.
 ///
 /// The object has no `listenerPath`: the runtime takes the listener
 /// itself, so it compiles the object with
@@ -91,11 +93,9 @@ pub fn filter(policy: &Policy) -> Result<LinuxSeccomp, PolicyError> {
     seccomp
         .set_default_action(LinuxSeccompAction::ScmpActAllow)
         .set_syscalls(Some(syscalls));
-    if wait_killable_supported() {
-        seccomp.set_flags(Some(vec![
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
-        ]));
-    }
+    seccomp.set_flags(Some(vec![
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
+    ]));
     Ok(seccomp)
 }
 
@@ -132,10 +132,4 @@ fn condition(call: Call) -> Option<LinuxSeccompArg> {
         arg.build()
             .expect("every field of the argument rule is set"),
     )
-}
-
-/// Whether the linked libseccomp can set
-/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (it can from 2.6 on).
-fn wait_killable_supported() -> bool {
-    libseccomp::check_version(libseccomp::ScmpVersion::from((2, 6, 0))).unwrap_or(false)
 }

@@ -44,6 +44,11 @@ static LISTENER_TAKEN: AtomicBool = AtomicBool::new(false);
 pub struct Filter {
     ctx: ScmpFilterContext,
     listener: bool,
+    /// Set when the profile asks for `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`
+    /// and the linked libseccomp (before 2.6) cannot set it: the filter is
+    /// then exported and loaded with `seccomp(2)` directly, with these
+    /// kernel flags.
+    by_hand: Option<u32>,
 }
 
 impl fmt::Debug for Filter {
@@ -119,12 +124,16 @@ impl Filter {
             "clearing the filter's no_new_privs attribute",
         ))?;
         add_architectures(&mut ctx, seccomp)?;
-        set_flags(&mut ctx, seccomp)?;
+        let by_hand = set_flags(&mut ctx, seccomp)?;
         let mut listener = false;
         for rule in &rules {
             listener |= add_rule(&mut ctx, default, rule)?;
         }
-        Ok(Filter { ctx, listener })
+        Ok(Filter {
+            ctx,
+            listener,
+            by_hand,
+        })
     }
 
     /// Whether a rule with `SCMP_ACT_NOTIFY` made it into the filter: then
@@ -172,6 +181,13 @@ impl Filter {
                 reason: "a process can load only one filter with SCMP_ACT_NOTIFY rules".to_owned(),
             });
         }
+        if let Some(flags) = self.by_hand {
+            let listener = self.load_by_hand(flags)?;
+            if listener.is_some() {
+                LISTENER_TAKEN.store(true, Ordering::SeqCst);
+            }
+            return Ok(listener);
+        }
         self.ctx
             .load()
             .map_err(SeccompError::library("loading the seccomp filter"))?;
@@ -192,6 +208,93 @@ impl Filter {
         Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) }))
     }
 }
+
+impl Filter {
+    /// Loads the exported program with `seccomp(SECCOMP_SET_MODE_FILTER)`
+    /// and `flags` (plus `NEW_LISTENER` when the filter notifies), for the
+    /// flags the linked libseccomp cannot set.
+    fn load_by_hand(&self, mut flags: u32) -> Result<Option<OwnedFd>, SeccompError> {
+        // SAFETY: memfd_create takes a NUL-terminated name and flags.
+        let raw = unsafe { libc::memfd_create(c"strata-seccomp-bpf".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(
+                SeccompError::io("creating a buffer for the filter program")(
+                    std::io::Error::last_os_error(),
+                ),
+            );
+        }
+        // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+        let mut file = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+        self.ctx
+            .export_bpf(&file)
+            .map_err(SeccompError::library("exporting the seccomp filter"))?;
+        let mut program = Vec::new();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut program))
+            .map_err(SeccompError::io("reading the exported filter"))?;
+        let instructions: Vec<libc::sock_filter> = program
+            .chunks_exact(std::mem::size_of::<libc::sock_filter>())
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        let fprog = libc::sock_fprog {
+            len: instructions.len() as u16,
+            filter: instructions.as_ptr() as *mut libc::sock_filter,
+        };
+        if self.listener {
+            flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+            if flags & SECCOMP_FILTER_FLAG_TSYNC != 0 {
+                // A listener and thread sync need the kernel to report a
+                // failed sync as ESRCH instead of a thread id.
+                flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+            }
+        } else {
+            // The kernel takes the flag only with a listener; without one
+            // no call ever waits for an answer.
+            flags &= !SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        }
+        // SAFETY: seccomp reads the program `fprog` points at, which lives
+        // (with `instructions`) across the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                flags,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        if ret < 0 {
+            return Err(SeccompError::io("loading the seccomp filter")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        if !self.listener {
+            return Ok(None);
+        }
+        // SAFETY: with NEW_LISTENER, seccomp returned a new close-on-exec
+        // listener descriptor that nothing else owns.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as i32) }))
+    }
+}
+
+/// `SECCOMP_SET_MODE_FILTER`, the operation of `seccomp(2)` that loads a filter.
+const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+/// `SECCOMP_FILTER_FLAG_TSYNC`.
+const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1 << 0;
+/// `SECCOMP_FILTER_FLAG_LOG`.
+const SECCOMP_FILTER_FLAG_LOG: u32 = 1 << 1;
+/// `SECCOMP_FILTER_FLAG_SPEC_ALLOW`.
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = 1 << 2;
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
+/// `SECCOMP_FILTER_FLAG_TSYNC_ESRCH`.
+const SECCOMP_FILTER_FLAG_TSYNC_ESRCH: u32 = 1 << 4;
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (Linux 5.19).
+const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 1 << 5;
 
 /// Translates `defaultAction` with `defaultErrnoRet`.
 fn default_action(seccomp: &LinuxSeccomp) -> Result<ScmpAction, SeccompError> {
@@ -339,10 +442,29 @@ fn translate_arch(arch: Arch) -> ScmpArch {
     }
 }
 
-/// Sets the filter attributes behind `flags`.
-fn set_flags(ctx: &mut ScmpFilterContext, seccomp: &LinuxSeccomp) -> Result<(), SeccompError> {
+/// Sets the filter attributes behind `flags`. Returns the kernel flags to
+/// load the filter with by hand when the linked libseccomp cannot set
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (it can from 2.6 on).
+fn set_flags(
+    ctx: &mut ScmpFilterContext,
+    seccomp: &LinuxSeccomp,
+) -> Result<Option<u32>, SeccompError> {
     use LinuxSeccompFilterFlag as F;
-    for (i, &flag) in seccomp.flags().iter().flatten().enumerate() {
+    let flags = seccomp.flags().clone().unwrap_or_default();
+    let by_hand = flags.contains(&F::SeccompFilterFlagWaitKillableRecv)
+        && !libseccomp::check_version(libseccomp::ScmpVersion::from((2, 6, 0))).unwrap_or(false);
+    if by_hand {
+        let kernel = flags.iter().fold(0, |bits, flag| {
+            bits | match flag {
+                F::SeccompFilterFlagTsync => SECCOMP_FILTER_FLAG_TSYNC,
+                F::SeccompFilterFlagLog => SECCOMP_FILTER_FLAG_LOG,
+                F::SeccompFilterFlagSpecAllow => SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                F::SeccompFilterFlagWaitKillableRecv => SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            }
+        });
+        return Ok(Some(kernel));
+    }
+    for (i, &flag) in flags.iter().enumerate() {
         let set = match flag {
             F::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true),
             F::SeccompFilterFlagLog => ctx.set_ctl_log(true),
@@ -354,7 +476,7 @@ fn set_flags(ctx: &mut ScmpFilterContext, seccomp: &LinuxSeccomp) -> Result<(), 
             reason: format!("{flag} is not supported here: {e}"),
         })?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Adds `rule` to the filter; returns whether it added a notifying rule.

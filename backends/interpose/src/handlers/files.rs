@@ -380,10 +380,9 @@ fn leads_into_proc(thread: &Thread, rel: &CStr) -> bool {
 /// `O_PATH` as the caller, stats it and writes the result back.
 ///
 /// The result is written just after checking that the call is still
-/// pending; a caller interrupted in between (only possible without
-/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`, by a signal whose handler
-/// does not restart the call) could find its buffer written after the call
-/// returned `EINTR`.
+/// pending; the filter's `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` keeps a
+/// received call pending until it is answered, so only a fatal signal (after
+/// which nobody reads the buffer) can end it in between.
 pub(crate) fn stat(ctx: &Ctx<'_>) -> Reply {
     let (dirfd, addr, nofollow, buf) = match ctx.call {
         Call::Stat => (libc::AT_FDCWD, ctx.arg(0), false, ctx.arg(1)),

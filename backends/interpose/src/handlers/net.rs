@@ -37,9 +37,11 @@
 //! accepts is the concern of whoever connects to it.
 //!
 //! A blocking call blocks a worker, not the others: the supervisor starts
-//! another worker when calls stop completing. A caller interrupted by a signal while the
-//! supervisor is sending (without `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`)
-//! may restart and send the data again.
+//! another worker when calls stop completing. A signal to the caller waits
+//! until the supervisor has answered (`SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`),
+//! so a send the supervisor performed is never made again by a restarted
+//! call; the other side of that is that a blocking connect is not cut short
+//! by a non-fatal signal.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -221,3 +221,64 @@ fn send_listener_reports_a_missing_agent() {
         "{text}"
     );
 }
+
+/// Does nothing; installed without SA_RESTART so that a signal would
+/// interrupt a waiting system call.
+extern "C" fn ignore(_: libc::c_int) {}
+
+/// With `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`, a signal that arrives
+/// while the agent holds the notification does not interrupt the call: the
+/// agent's answer still arrives. (Without the flag the call would fail with
+/// EINTR and the notification would be gone.) The linked libseccomp may be
+/// too old to set the flag itself; the filter is then loaded by hand.
+#[test]
+fn wait_killable_recv_holds_a_received_call_against_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut text = notify_profile(&socket);
+    text["flags"] = json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
+    let profile = seccomp(text);
+    let filter = Filter::compile(&profile).unwrap();
+
+    let mut child = Child::spawn(|| {
+        // SAFETY: an all-zero sigaction is valid; the handler is set below.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = ignore as extern "C" fn(libc::c_int) as usize;
+        // SAFETY: installs a handler that touches nothing; `action` lives across the call.
+        let installed = unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) };
+        check!(installed == 0, 1);
+        let listener = match child::load(filter) {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return 2,
+            Err(code) => return code,
+        };
+        let pid = syscall3(libc::SYS_getpid, 0, 0, 0) as i32;
+        let process = process_state(&profile, pid, State::default());
+        check!(
+            send_listener(&socket, listener.as_fd(), &process).is_ok(),
+            3
+        );
+        drop(listener);
+        check!(syscall3(libc::SYS_getppid, 0, 0, 0) == ANSWER, 4);
+        0
+    });
+    let pid = child.pid();
+
+    let mut stream = accept(&listener, &mut child);
+    let (_, mut fds) = receive(&mut stream);
+    let seccomp_fd = fds.pop().expect("the listener");
+    let mut pfd = [PollFd::new(seccomp_fd.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut pfd, PollTimeout::try_from(STEP).unwrap()).expect("poll");
+    assert_eq!(ready, 1, "no notification arrived");
+    let req = ScmpNotifReq::receive(seccomp_fd.as_raw_fd()).expect("receive notification");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    libseccomp::notify_id_valid(seccomp_fd.as_raw_fd(), req.id)
+        .expect("the signal cancelled the received call");
+    ScmpNotifResp::new_val(req.id, ANSWER, ScmpNotifRespFlags::empty())
+        .respond(seccomp_fd.as_raw_fd())
+        .expect("respond");
+    let status = child.wait();
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+}
