@@ -118,6 +118,13 @@ fn list_events_and_update() {
     fx.strata(&["update", "-r", resources.to_str().expect("utf-8"), &a])
         .ok();
     assert_eq!(read("pids", "pids.max").as_deref(), Some("60"));
+    // A bad value is refused by its field, as the shim's Update does, and
+    // changes nothing.
+    std::fs::write(&resources, r#"{"memory": {"limit": -5}}"#).expect("write");
+    fx.strata(&["update", "-r", resources.to_str().expect("utf-8"), &a])
+        .fails_with("linux.resources.memory.limit");
+    let memory = read("memory", "memory.limit_in_bytes").or_else(|| read("", "memory.max"));
+    assert_eq!(memory.as_deref(), Some("67108864"));
 
     for id in [&a, &b] {
         fx.strata(&["delete", "--force", id]).ok();

@@ -8,7 +8,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{ContainerState, Process, Spec};
+use oci_spec::runtime::{ContainerState, LinuxResources, Process, Spec};
 use strata_backend::{Error, Result};
 use strata_cgroups::{Cgroup, Hierarchy};
 use strata_hooks::HookKind;
@@ -123,6 +123,15 @@ impl DirectRuntime {
     /// The container's cgroup (which may not exist any more).
     pub fn cgroup(&self, id: &str, spec: &Spec) -> Result<Cgroup> {
         cgroup_for(&self.hierarchy, id, spec)
+    }
+
+    /// Applies new resource limits to a running container, after the same
+    /// checks as the shim's Update: a bad value is refused by its field.
+    pub fn update(&self, id: &str, spec: &Spec, resources: &LinuxResources) -> Result<()> {
+        crate::validate::check_resources(resources)?;
+        self.cgroup(id, spec)?
+            .apply(resources)
+            .map_err(|e| Error::Process(format!("updating the resources of {id}: {e}")))
     }
 
     /// Kills what is left of the container, removes its cgroup and start

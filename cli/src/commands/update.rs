@@ -21,7 +21,8 @@ pub fn run(ctx: &Context, args: &UpdateArgs) -> Result<i32> {
     if container.status(ctx) == Status::Stopped {
         return Err(Error::NotRunning(args.id.clone()));
     }
-    container.cgroup(ctx)?.apply(&resources)?;
+    ctx.runtime()?
+        .update(container.id(), &container.spec, &resources)?;
     let mut spec = serde_json::to_value(&container.spec)
         .map_err(|e| Error::io("encoding the spec", e.into()))?;
     merge(&mut spec["linux"]["resources"], changes);
