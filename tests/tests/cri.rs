@@ -13,12 +13,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use strata_e2e::cri::{api, wait_for, CriNode, RUNC_HANDLER};
+use strata_e2e::procfs;
 
 /// The Strata runtime handlers the host can run, each
 /// `runtime_type = "io.containerd.strata.v2"` with a `ConfigPath` whose
-/// `default_class` is the class. A class joins this list once its backend
-/// runs containers (`strata-microvm` is not there yet).
-const STRATA_HANDLERS: &[&str] = &["strata-native", "strata-interpose"];
+/// `default_class` is the class.
+const STRATA_HANDLERS: &[&str] = &["strata-native", "strata-interpose", "strata-microvm"];
+
+/// The handler whose pods run in one virtual machine each: the pod's
+/// namespaces are the guest's, not the host's, and the VM has no network
+/// device (the pod's CNI address is not inside it).
+const MICROVM_HANDLER: &str = "strata-microvm";
 
 /// The port the web container listens on inside the pod.
 const PORT: u16 = 8080;
@@ -98,6 +103,23 @@ fn assert_class(node: &CriNode, handler: &str) {
     );
 }
 
+/// The QEMU processes whose parent is `parent`.
+fn qemu_children(parent: i32) -> Vec<i32> {
+    procfs::processes()
+        .into_values()
+        .filter(|p| {
+            p.ppid == parent
+                && !p.is_zombie()
+                && p.cmdline.first().is_some_and(|a| {
+                    Path::new(a)
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("qemu-system"))
+                })
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
 /// A pod of a web server and a container that ignores SIGTERM, through its
 /// whole life: shared namespaces, localhost traffic, one shim, ExecSync,
 /// logs, stats, StopContainer with a grace period, pod removal.
@@ -113,9 +135,11 @@ fn pod_lifecycle(handler: &str) {
         ("containerd", "v1")
     );
     let pod_config = node.pod_config("web", false);
+    let started = Instant::now();
     let pod = node
         .run_pod(&pod_config, handler)
         .unwrap_or_else(|e| panic!("{e:#}"));
+    println!("measured: {handler}: RunPodSandbox {:?}", started.elapsed());
     assert_class(&node, handler);
 
     // The pod got an address on this node's CNI network.
@@ -185,6 +209,15 @@ fn pod_lifecycle(handler: &str) {
             .join("\n")
     );
     assert!(node.shim_socket(&pod).exists(), "the pod's shim socket");
+    if handler == MICROVM_HANDLER {
+        // The sandbox and both containers run in one VM: one QEMU, a child
+        // of the pod's shim server.
+        let qemus = qemu_children(servers[0].pid);
+        assert_eq!(qemus.len(), 1, "QEMU processes of the pod: {qemus:?}");
+        let status = fs::read_to_string(format!("/proc/{}/status", qemus[0])).unwrap_or_default();
+        let rss = status.lines().find(|l| l.starts_with("VmRSS:"));
+        println!("measured: {handler}: the pod's QEMU {rss:?} with two app containers");
+    }
 
     // The containers talk over the pod's loopback.
     let url = format!("http://127.0.0.1:{PORT}/");
@@ -198,27 +231,50 @@ fn pod_lifecycle(handler: &str) {
     .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(page, "hello-from-the-pod\n");
 
-    // Both containers are in the sandbox's network, IPC and UTS namespaces.
-    let pause = node.task_pid(&pod).unwrap_or_else(|e| panic!("{e:#}"));
-    for kind in ["net", "ipc", "uts"] {
-        let sandbox = host_namespace(pause, kind);
-        assert_eq!(namespace_in(&node, &web, kind), sandbox, "{kind} of web");
-        assert_eq!(
-            namespace_in(&node, &stubborn, kind),
-            sandbox,
-            "{kind} of stubborn"
-        );
-        assert_ne!(
-            sandbox,
-            host_namespace(std::process::id() as i32, kind),
-            "the pod's {kind} namespace is the host's"
-        );
+    if handler == MICROVM_HANDLER {
+        // Both containers run on the guest kernel, not the host's ...
+        let guest = fs::read_to_string("/var/lib/strata/microvm/kernel-release")
+            .unwrap_or_else(|e| panic!("the guest kernel's release: {e}"));
+        let host = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        assert_ne!(guest.trim(), host.trim());
+        for c in [&web, &stubborn] {
+            assert_eq!(exec_ok(&node, c, &["uname", "-r"]).trim(), guest.trim());
+        }
+        // ... in the VM's network, IPC and UTS namespaces: the guest
+        // kernel's, which the host's namespaces say nothing about.
+        for kind in ["net", "ipc", "uts"] {
+            assert_eq!(
+                namespace_in(&node, &web, kind),
+                namespace_in(&node, &stubborn, kind),
+                "{kind} of web and stubborn"
+            );
+        }
+    } else {
+        // Both containers are in the sandbox's network, IPC and UTS namespaces.
+        let pause = node.task_pid(&pod).unwrap_or_else(|e| panic!("{e:#}"));
+        for kind in ["net", "ipc", "uts"] {
+            let sandbox = host_namespace(pause, kind);
+            assert_eq!(namespace_in(&node, &web, kind), sandbox, "{kind} of web");
+            assert_eq!(
+                namespace_in(&node, &stubborn, kind),
+                sandbox,
+                "{kind} of stubborn"
+            );
+            assert_ne!(
+                sandbox,
+                host_namespace(std::process::id() as i32, kind),
+                "the pod's {kind} namespace is the host's"
+            );
+        }
     }
     for c in [&web, &stubborn] {
         assert_eq!(exec_ok(&node, c, &["hostname"]).trim(), "web");
     }
-    let addr = exec_ok(&node, &web, &["ip", "-o", "-4", "addr", "show", "eth0"]);
-    assert!(addr.contains(&format!("{ip}/24")), "eth0 of web: {addr}");
+    // A pod VM has no network device: the CNI address stays on the host.
+    if handler != MICROVM_HANDLER {
+        let addr = exec_ok(&node, &web, &["ip", "-o", "-4", "addr", "show", "eth0"]);
+        assert!(addr.contains(&format!("{ip}/24")), "eth0 of web: {addr}");
+    }
 
     // ExecSync returns both streams and the exit code.
     let r = node
@@ -358,7 +414,9 @@ fn host_network_pod(handler: &str) {
 
 #[test]
 fn host_network_pod_on_strata_handlers() {
-    for handler in STRATA_HANDLERS {
+    // A pod VM has a network stack of its own by nature: it cannot run in
+    // the host's network namespace, so the case does not apply to it.
+    for handler in STRATA_HANDLERS.iter().filter(|&&h| h != MICROVM_HANDLER) {
         host_network_pod(handler);
     }
 }
@@ -387,6 +445,10 @@ fn killed_pod_shim(handler: &str) {
         .unwrap_or_else(|e| panic!("{e:#}"));
     let servers = node.shim_servers();
     assert_eq!(servers.len(), 1);
+    let qemus = qemu_children(servers[0].pid);
+    if handler == MICROVM_HANDLER {
+        assert_eq!(qemus.len(), 1, "QEMU processes of the pod: {qemus:?}");
+    }
     // SAFETY: kill(2) by PID of the shim server this test's containerd
     // started for the pod.
     unsafe {
@@ -403,6 +465,15 @@ fn killed_pod_shim(handler: &str) {
     node.cri()
         .remove_pod(&pod)
         .unwrap_or_else(|e| panic!("{e:#}"));
+    if handler == MICROVM_HANDLER {
+        // QEMU does not end with its shim (its console pipe and agent
+        // socket closing leave it running): the shim's `delete` for the
+        // sandbox finds it through its pid file and kills it.
+        wait_for(READY, "the pod's QEMU to be gone", || {
+            (!procfs::alive(qemus[0])).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    }
     if handler == RUNC_HANDLER {
         // containerd's runc shim leaves the socket of a killed server behind
         // (Strata's `delete` removes it); removed here as an operator would.

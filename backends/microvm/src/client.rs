@@ -41,7 +41,7 @@ struct Routes {
     closed: Option<String>,
 }
 
-/// A connection to one VM's agent.
+/// A connection to one VM's agent, shared by the containers it hosts.
 pub struct AgentClient {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     routes: Arc<Mutex<Routes>>,
@@ -129,7 +129,7 @@ impl AgentClient {
         }
     }
 
-    /// Sends stdin bytes to `process`, in frames of at most [`MAX_CHUNK`].
+    /// Sends stdin bytes to the process with key `process`, in frames of at most [`MAX_CHUNK`].
     pub async fn stdin(&self, process: &str, data: &[u8]) -> Result<()> {
         for chunk in data.chunks(MAX_CHUNK) {
             self.send(&Frame::Data {
@@ -152,7 +152,8 @@ impl AgentClient {
             .map_err(|e| Error::io(format!("writing to the agent of {}", self.vm), e))
     }
 
-    /// Routes `process`'s output and exit to `sink` from now on.
+    /// Routes the output and exit of the process with key `process` to
+    /// `sink` from now on.
     pub fn attach(&self, process: &str, sink: Sink) {
         let mut routes = self.routes();
         if routes.closed.is_some() {
@@ -171,12 +172,13 @@ impl AgentClient {
 fn call_name(call: &Call) -> &'static str {
     match call {
         Call::Create { .. } => "create the container",
-        Call::Start => "start the container",
+        Call::Start { .. } => "start the container",
         Call::Exec { .. } => "exec a process",
         Call::Kill { .. } => "send a signal",
         Call::CloseStdin { .. } => "close stdin",
         Call::ResizePty { .. } => "resize the terminal",
-        Call::Stats => "read statistics",
+        Call::Stats { .. } => "read statistics",
+        Call::Remove { .. } => "remove the container from the VM",
         Call::Shutdown => "shut the VM down",
     }
 }

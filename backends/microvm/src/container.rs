@@ -1,4 +1,5 @@
-//! A container in its own VM, from Create to Delete.
+//! A container in a VM, from Create to Delete: a lone container or a pod's
+//! sandbox owns its VM; a pod's app container is a guest in the sandbox's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,11 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use oci_spec::runtime::LinuxResources;
-use strata_agent::protocol::{Call, GuestStats, Reply, INIT};
+use strata_agent::protocol::{process_key, Call, GuestStats, Reply, INIT};
 use strata_backend::{Container, Error, Metrics, Process, Result, Stdio};
 use strata_cgroups::{CpuStats, MemoryStats, PidsStats, Stats, Version};
 
 use crate::client::AgentClient;
+use crate::pod::{self, Pod};
 use crate::process::MicrovmProcess;
 use crate::stdio;
 use crate::vm::Vm;
@@ -19,13 +21,33 @@ use crate::vm::Vm;
 /// How long the guest gets to power off by itself before QEMU is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// A container, its VM and the connection to its agent.
+/// How a container stands to its VM.
+pub enum Place {
+    /// The VM is the container's: Delete powers it off. A pod's sandbox
+    /// (`pod`) also unregisters the pod.
+    Owner {
+        /// Whether the container is a pod's sandbox.
+        pod: bool,
+        /// The directory holding the VM's files.
+        state_dir: PathBuf,
+    },
+    /// The container runs in its pod's VM, on spare disk `slot`: Delete
+    /// removes it from the VM and frees the disk.
+    Member {
+        /// The pod.
+        pod: Arc<Pod>,
+        /// Its spare disk.
+        slot: usize,
+    },
+}
+
+/// A container, its VM and the connection to the VM's agent.
 pub struct MicrovmContainer {
     pub(crate) id: String,
-    pub(crate) vm: Vm,
+    pub(crate) vm: Arc<Vm>,
     pub(crate) client: Arc<AgentClient>,
     pub(crate) init: MicrovmProcess,
-    pub(crate) state_dir: PathBuf,
+    pub(crate) place: Place,
 }
 
 #[async_trait]
@@ -35,7 +57,10 @@ impl Container for MicrovmContainer {
     }
 
     async fn start(&self) -> Result<()> {
-        match self.client.call(Call::Start).await? {
+        let call = Call::Start {
+            container: self.id.clone(),
+        };
+        match self.client.call(call).await? {
             Reply::Started { pid } => {
                 log::info!("vm {}: init started, guest pid {pid}", self.id);
                 Ok(())
@@ -56,8 +81,10 @@ impl Container for MicrovmContainer {
             )));
         }
         let outputs = stdio::outputs(&stdio)?;
-        self.client.attach(exec_id, outputs.sink);
+        let key = process_key(&self.id, exec_id);
+        self.client.attach(&key, outputs.sink);
         let call = Call::Exec {
+            container: self.id.clone(),
             exec_id: exec_id.to_owned(),
             process: Box::new(process),
             stdin: stdio.stdin.is_some(),
@@ -65,22 +92,29 @@ impl Container for MicrovmContainer {
         let pid = match self.client.call(call).await {
             Ok(Reply::Started { pid }) => pid,
             Ok(other) => {
-                self.client.detach(exec_id);
+                self.client.detach(&key);
                 return Err(unexpected(&other));
             }
             Err(e) => {
-                self.client.detach(exec_id);
+                self.client.detach(&key);
                 return Err(e);
             }
         };
         let process = MicrovmProcess::watch(
+            &self.id,
             exec_id,
             pid,
             self.client.clone(),
             outputs.writers,
             outputs.exit,
         );
-        let input = stdio::input(&stdio, exec_id, &self.client, process.close_notifier())?;
+        let input = stdio::input(
+            &stdio,
+            &self.id,
+            exec_id,
+            &self.client,
+            process.close_notifier(),
+        )?;
         process.set_input(input);
         Ok(Box::new(process))
     }
@@ -88,6 +122,7 @@ impl Container for MicrovmContainer {
     async fn kill_all(&self, signal: u32) -> Result<()> {
         self.client
             .call(Call::Kill {
+                container: self.id.clone(),
                 process: INIT.into(),
                 signal: signal as i32,
                 all: true,
@@ -102,10 +137,12 @@ impl Container for MicrovmContainer {
     }
 
     async fn pause(&self) -> Result<()> {
+        self.owner_only("paused")?;
         self.vm.signal(Signal::SIGSTOP)
     }
 
     async fn resume(&self) -> Result<()> {
+        self.owner_only("resumed")?;
         self.vm.signal(Signal::SIGCONT)
     }
 
@@ -117,7 +154,10 @@ impl Container for MicrovmContainer {
     }
 
     async fn stats(&self) -> Result<Metrics> {
-        match self.client.call(Call::Stats).await? {
+        let call = Call::Stats {
+            container: self.id.clone(),
+        };
+        match self.client.call(call).await? {
             Reply::Stats(stats) => Ok(metrics(&stats)),
             other => Err(unexpected(&other)),
         }
@@ -131,18 +171,53 @@ impl Container for MicrovmContainer {
     }
 
     async fn destroy(&self) -> Result<()> {
-        if self.vm.exit_code().is_none() {
-            let _ = self.vm.signal(Signal::SIGCONT);
-            let shutdown = tokio::time::timeout(SHUTDOWN_GRACE, self.client.call(Call::Shutdown));
-            if let Ok(Err(e)) = shutdown.await {
-                log::debug!("vm {}: shutdown call: {e}", self.id);
+        match &self.place {
+            Place::Member { pod, slot } => {
+                let call = Call::Remove {
+                    container: self.id.clone(),
+                };
+                if let Err(e) = self.client.call(call).await {
+                    if self.vm.exit_code().is_none() {
+                        return Err(e);
+                    }
+                }
+                pod.release(*slot);
+                log::info!("vm {}: container {} removed", pod.vm.id(), self.id);
+                Ok(())
             }
-            self.vm.stop(SHUTDOWN_GRACE).await;
+            Place::Owner { pod, state_dir } => {
+                if *pod {
+                    pod::forget(&self.id);
+                }
+                if self.vm.exit_code().is_none() {
+                    let _ = self.vm.signal(Signal::SIGCONT);
+                    let shutdown =
+                        tokio::time::timeout(SHUTDOWN_GRACE, self.client.call(Call::Shutdown));
+                    if let Ok(Err(e)) = shutdown.await {
+                        log::debug!("vm {}: shutdown call: {e}", self.id);
+                    }
+                    self.vm.stop(SHUTDOWN_GRACE).await;
+                }
+                let state_dir = state_dir.clone();
+                tokio::task::spawn_blocking(move || crate::vm::cleanup(&state_dir))
+                    .await
+                    .map_err(|e| Error::Process(format!("cleanup task failed: {e}")))?
+            }
         }
-        let state_dir = self.state_dir.clone();
-        tokio::task::spawn_blocking(move || crate::vm::cleanup(&state_dir))
-            .await
-            .map_err(|e| Error::Process(format!("cleanup task failed: {e}")))?
+    }
+}
+
+impl MicrovmContainer {
+    /// Refuses what only the owner of a VM can do to it: stopping the VM
+    /// would stop every container of the pod.
+    fn owner_only(&self, what: &str) -> Result<()> {
+        match self.place {
+            Place::Owner { .. } => Ok(()),
+            Place::Member { .. } => Err(Error::State(format!(
+                "container {}: an app container of a pod VM cannot be {what} on its own",
+                self.id
+            ))),
+        }
     }
 }
 

@@ -16,15 +16,40 @@ const HEADROOM: u64 = 512 << 20;
 /// The smallest image mkfs.ext4 is asked for.
 const MIN_SIZE: u64 = 64 << 20;
 
-/// Makes the ext4 image `image` holding the tree at `rootfs`.
+/// Makes the ext4 image `image` holding the tree at `rootfs`, sized to it.
 pub async fn make(rootfs: &Path, image: &Path) -> Result<()> {
-    let root = rootfs.to_owned();
-    let content = tokio::task::spawn_blocking(move || tree_size(&root))
-        .await
-        .map_err(|e| Error::Process(format!("measuring the root filesystem failed: {e}")))??;
+    let content = measure(rootfs).await?;
     let size = (content + content / 4 + HEADROOM)
         .max(MIN_SIZE)
         .next_multiple_of(1 << 20);
+    write(rootfs, image, size).await
+}
+
+/// Rewrites the image `image` of a spare disk, whose size the running VM
+/// knows and which must not change, as an ext4 filesystem of `size` bytes
+/// holding the tree at `rootfs`; a tree that does not fit is refused.
+pub async fn fill(rootfs: &Path, image: &Path, size: u64) -> Result<()> {
+    let content = measure(rootfs).await?;
+    if content + content / 4 > size {
+        return Err(Error::Process(format!(
+            "the root filesystem {} ({content} bytes) does not fit the {size} bytes \
+             of a pod VM's spare disk",
+            rootfs.display()
+        )));
+    }
+    write(rootfs, image, size).await
+}
+
+async fn measure(rootfs: &Path) -> Result<u64> {
+    let root = rootfs.to_owned();
+    tokio::task::spawn_blocking(move || tree_size(&root))
+        .await
+        .map_err(|e| Error::Process(format!("measuring the root filesystem failed: {e}")))?
+}
+
+/// Empties `image` (keeping its inode, which a running VM may hold open),
+/// sizes it to `size` and makes the filesystem in it.
+async fn write(rootfs: &Path, image: &Path, size: u64) -> Result<()> {
     let file = std::fs::File::create(image).map_err(|e| Error::path("creating", image, e))?;
     file.set_len(size)
         .map_err(|e| Error::path("sizing", image, e))?;

@@ -1,5 +1,6 @@
-//! The microvm backend: each container in a virtual machine of its own,
-//! with its own guest kernel.
+//! The microvm backend: containers in virtual machines with their own
+//! guest kernel: a lone container in a VM of its own, and a Kubernetes pod
+//! (as Kata runs one) in one VM for all its containers.
 //!
 //! At Create, the container's root filesystem becomes an ext4 disk image
 //! ([`disk`]), a QEMU process boots the guest kernel with an initramfs whose
@@ -10,8 +11,19 @@
 //! powers the VM off and removes its files; a VM that dies ends its
 //! processes with exit 137 and a reason in the log.
 //!
-//! Inside the guest, the agent runs the container's processes chrooted
-//! into the mounted disk, in a PID namespace of their own (init is PID 1),
+//! A pod's sandbox (pause) container, marked by containerd's CRI
+//! annotations ([`spec::role`]), boots the pod's VM, sized by the pod's
+//! annotations ([`spec::pod_memory_mib`], [`spec::pod_vcpus`]), with spare
+//! disks; the pod's app containers find that VM in a registry ([`pod`]),
+//! their root filesystems go onto free spare disks, and the agent runs
+//! them beside the sandbox. The containers of a pod share the VM's network
+//! (its loopback: the VM has no network device, so a pod has no external
+//! networking), IPC and UTS namespaces; each has its own PID namespace.
+//! Deleting an app container removes it from the VM and frees its disk;
+//! deleting the sandbox powers the VM off.
+//!
+//! Inside the guest, the agent runs each container's processes chrooted
+//! into its mounted disk, in a PID namespace of its own (init is PID 1),
 //! with the spec's user, environment, working directory and terminal; the
 //! VM is the isolation boundary, so capabilities, seccomp and the other
 //! namespaces of the spec are not applied in the guest. Only kernel
@@ -25,6 +37,7 @@ mod client;
 mod container;
 mod disk;
 mod hypervisor;
+mod pod;
 mod process;
 mod spec;
 mod stdio;
@@ -35,13 +48,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use strata_agent::protocol::INIT;
+use strata_agent::protocol::{process_key, INIT, ROOT_DISK};
 use strata_backend::{Backend, Container, CreateRequest, Error, Result};
 use strata_config::MicrovmOptions;
 
 use crate::client::AgentClient;
-use crate::container::MicrovmContainer;
+use crate::container::{MicrovmContainer, Place};
+use crate::pod::Pod;
 use crate::process::MicrovmProcess;
+use crate::spec::Role;
 use crate::vm::{Vm, VmConfig};
 
 /// How long the guest may take from QEMU's start until its agent answers;
@@ -59,8 +74,82 @@ impl MicrovmBackend {
         MicrovmBackend { options }
     }
 
-    /// Boots the VM and brings the container up to Created; on failure the
-    /// caller tears the VM down.
+    /// Boots a VM for a lone container or a pod's sandbox (`pod`) and
+    /// brings the container up to Created in it.
+    async fn launch(&self, request: CreateRequest, pod: bool) -> Result<Box<dyn Container>> {
+        let started = Instant::now();
+        let accel = hypervisor::choose(self.options.hypervisor)?;
+        require("kernel", &self.options.kernel)?;
+        require("initramfs", &self.options.initramfs)?;
+        let (memory_mib, vcpus) = if pod {
+            log::info!(
+                "vm {}: a pod's sandbox; its CRI annotations: {:?}",
+                request.id,
+                spec::cri_annotations(&request.spec)
+            );
+            (
+                spec::pod_memory_mib(&request.spec, self.options.memory_mib)?,
+                spec::pod_vcpus(&request.spec, self.options.vcpus)?,
+            )
+        } else {
+            (
+                spec::memory_mib(&request.spec, self.options.memory_mib)?,
+                self.options.vcpus,
+            )
+        };
+        // Checked before anything is made.
+        spec::create_call(&request.spec, &request.id, ROOT_DISK, false)?;
+        let disk = request.state_dir.join(vm::DISK);
+        if let Err(e) = disk::make(&request.bundle.join("rootfs"), &disk).await {
+            let _ = std::fs::remove_file(&disk);
+            return Err(e);
+        }
+        let config = VmConfig {
+            id: request.id.clone(),
+            accel,
+            vcpus,
+            memory_mib,
+            kernel: self.options.kernel.clone(),
+            initramfs: self.options.initramfs.clone(),
+            state_dir: request.state_dir.clone(),
+            spares: if pod { vm::SPARES } else { 0 },
+        };
+        let vm = match Vm::launch(&config) {
+            Ok(vm) => Arc::new(vm),
+            Err(e) => {
+                let _ = vm::cleanup(&request.state_dir);
+                return Err(e);
+            }
+        };
+        match self.boot(&request, &vm, started).await {
+            Ok((client, init)) => {
+                log::info!("vm {}: created in {:?}", request.id, started.elapsed());
+                if pod {
+                    pod::register(
+                        &request.id,
+                        Pod::new(vm.clone(), client.clone(), request.state_dir.clone()),
+                    );
+                }
+                Ok(Box::new(MicrovmContainer {
+                    id: request.id,
+                    vm,
+                    client,
+                    init,
+                    place: Place::Owner {
+                        pod,
+                        state_dir: request.state_dir,
+                    },
+                }))
+            }
+            Err(e) => {
+                vm.stop(Duration::ZERO).await;
+                let _ = vm::cleanup(&request.state_dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the agent of a new VM and creates its first container.
     async fn boot(
         &self,
         request: &CreateRequest,
@@ -87,24 +176,95 @@ impl MicrovmBackend {
             started.elapsed()
         );
         let client = Arc::new(client);
-        let call = spec::create_call(&request.spec, request.stdio.stdin.is_some())?;
-        let outputs = stdio::outputs(&request.stdio)?;
-        client.attach(INIT, outputs.sink);
-        if let Err(e) = client.call(call).await {
-            client.detach(INIT);
-            return Err(e);
-        }
-        let init = MicrovmProcess::watch(
-            INIT,
-            vm.pid(),
-            client.clone(),
-            outputs.writers,
-            outputs.exit,
-        );
-        let input = stdio::input(&request.stdio, INIT, &client, init.close_notifier())?;
-        init.set_input(input);
+        let init = create_in(&client, request, ROOT_DISK, vm.pid()).await?;
         Ok((client, init))
     }
+
+    /// Creates a pod's app container in the VM of its sandbox `sandbox`,
+    /// its root filesystem on a spare disk.
+    async fn join(&self, request: CreateRequest, sandbox: &str) -> Result<Box<dyn Container>> {
+        let started = Instant::now();
+        let Some(pod) = pod::find(sandbox) else {
+            return Err(Error::State(format!(
+                "container {}: the VM of its pod's sandbox {sandbox} does not run in this shim",
+                request.id
+            )));
+        };
+        // Checked before anything is made.
+        spec::create_call(&request.spec, &request.id, ROOT_DISK, false)?;
+        let slot = pod.take_slot(&request.id)?;
+        let made = disk::fill(
+            &request.bundle.join("rootfs"),
+            &pod.image(slot),
+            vm::SPARE_SIZE,
+        )
+        .await;
+        let created = match made {
+            Ok(()) => create_in(&pod.client, &request, &vm::spare(slot), pod.vm.pid()).await,
+            Err(e) => Err(e),
+        };
+        let init = match created {
+            Ok(init) => init,
+            Err(e) => {
+                pod.release(slot);
+                return Err(e);
+            }
+        };
+        log::info!(
+            "vm {sandbox}: container {} created on disk {} in {:?}",
+            request.id,
+            vm::spare(slot),
+            started.elapsed()
+        );
+        Ok(Box::new(MicrovmContainer {
+            id: request.id,
+            vm: pod.vm.clone(),
+            client: pod.client.clone(),
+            init,
+            place: Place::Member { pod, slot },
+        }))
+    }
+}
+
+/// Creates the container of `request` in the VM behind `client`, its root
+/// filesystem on the disk with serial `disk`; `pid` is what the host
+/// reports as its init's pid (QEMU's).
+async fn create_in(
+    client: &Arc<AgentClient>,
+    request: &CreateRequest,
+    disk: &str,
+    pid: u32,
+) -> Result<MicrovmProcess> {
+    let call = spec::create_call(
+        &request.spec,
+        &request.id,
+        disk,
+        request.stdio.stdin.is_some(),
+    )?;
+    let outputs = stdio::outputs(&request.stdio)?;
+    let key = process_key(&request.id, INIT);
+    client.attach(&key, outputs.sink);
+    if let Err(e) = client.call(call).await {
+        client.detach(&key);
+        return Err(e);
+    }
+    let init = MicrovmProcess::watch(
+        &request.id,
+        INIT,
+        pid,
+        client.clone(),
+        outputs.writers,
+        outputs.exit,
+    );
+    let input = stdio::input(
+        &request.stdio,
+        &request.id,
+        INIT,
+        client,
+        init.close_notifier(),
+    )?;
+    init.set_input(input);
+    Ok(init)
 }
 
 /// Fails unless `path` exists, naming what it is and how to make it.
@@ -121,50 +281,10 @@ fn require(what: &str, path: &Path) -> Result<()> {
 #[async_trait]
 impl Backend for MicrovmBackend {
     async fn create(&self, request: CreateRequest) -> Result<Box<dyn Container>> {
-        let started = Instant::now();
-        let accel = hypervisor::choose(self.options.hypervisor)?;
-        require("kernel", &self.options.kernel)?;
-        require("initramfs", &self.options.initramfs)?;
-        let memory_mib = spec::memory_mib(&request.spec, self.options.memory_mib)?;
-        // Checked before anything is made.
-        spec::create_call(&request.spec, false)?;
-        let disk = request.state_dir.join(vm::DISK);
-        if let Err(e) = disk::make(&request.bundle.join("rootfs"), &disk).await {
-            let _ = std::fs::remove_file(&disk);
-            return Err(e);
-        }
-        let config = VmConfig {
-            id: request.id.clone(),
-            accel,
-            vcpus: self.options.vcpus,
-            memory_mib,
-            kernel: self.options.kernel.clone(),
-            initramfs: self.options.initramfs.clone(),
-            state_dir: request.state_dir.clone(),
-        };
-        let vm = match Vm::launch(&config) {
-            Ok(vm) => vm,
-            Err(e) => {
-                let _ = vm::cleanup(&request.state_dir);
-                return Err(e);
-            }
-        };
-        match self.boot(&request, &vm, started).await {
-            Ok((client, init)) => {
-                log::info!("vm {}: created in {:?}", request.id, started.elapsed());
-                Ok(Box::new(MicrovmContainer {
-                    id: request.id,
-                    vm,
-                    client,
-                    init,
-                    state_dir: request.state_dir,
-                }))
-            }
-            Err(e) => {
-                vm.stop(Duration::ZERO).await;
-                let _ = vm::cleanup(&request.state_dir);
-                Err(e)
-            }
+        match spec::role(&request.spec) {
+            Role::Member(sandbox) => self.join(request, &sandbox).await,
+            Role::Sandbox => self.launch(request, true).await,
+            Role::Alone => self.launch(request, false).await,
         }
     }
 

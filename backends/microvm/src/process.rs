@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use strata_agent::protocol::Call;
+use strata_agent::protocol::{process_key, Call};
 use strata_backend::{Error, Exit, ExitCell, Process, Result};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
@@ -14,9 +14,10 @@ use crate::client::{AgentClient, LOST};
 /// How long to wait for output to reach the FIFOs after an exit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A process in the guest: named by its key in the agent protocol.
+/// A process in the guest: named by its container and exec id.
 pub struct MicrovmProcess {
-    key: String,
+    container: String,
+    exec: String,
     pid: u32,
     client: Arc<AgentClient>,
     exit: Arc<ExitCell>,
@@ -25,10 +26,11 @@ pub struct MicrovmProcess {
 }
 
 impl MicrovmProcess {
-    /// Follows process `key`: its exit is recorded once the agent reported
-    /// it and its output reached the FIFOs.
+    /// Follows process `exec` of `container`: its exit is recorded once the
+    /// agent reported it and its output reached the FIFOs.
     pub fn watch(
-        key: &str,
+        container: &str,
+        exec: &str,
         pid: u32,
         client: Arc<AgentClient>,
         writers: Vec<JoinHandle<()>>,
@@ -51,7 +53,8 @@ impl MicrovmProcess {
             });
         }
         MicrovmProcess {
-            key: key.to_owned(),
+            container: container.to_owned(),
+            exec: exec.to_owned(),
             pid,
             client,
             exit,
@@ -86,7 +89,8 @@ impl Process for MicrovmProcess {
         }
         self.client
             .call(Call::Kill {
-                process: self.key.clone(),
+                container: self.container.clone(),
+                process: self.exec.clone(),
                 signal: signal as i32,
                 all: false,
             })
@@ -115,18 +119,23 @@ impl Process for MicrovmProcess {
         } else if let Err(e) = self
             .client
             .call(Call::CloseStdin {
-                process: self.key.clone(),
+                container: self.container.clone(),
+                process: self.exec.clone(),
             })
             .await
         {
-            log::debug!("closing stdin of {:?}: {e}", self.key);
+            log::debug!(
+                "closing stdin of {:?}: {e}",
+                process_key(&self.container, &self.exec)
+            );
         }
     }
 
     async fn resize_pty(&self, width: u32, height: u32) -> Result<()> {
         self.client
             .call(Call::ResizePty {
-                process: self.key.clone(),
+                container: self.container.clone(),
+                process: self.exec.clone(),
                 width: width.min(u16::MAX as u32) as u16,
                 height: height.min(u16::MAX as u32) as u16,
             })

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_agent::protocol::Call;
+use strata_agent::protocol::{process_key, Call};
 use strata_backend::{Error, Result, Stdio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -72,12 +72,13 @@ fn writer(
     Ok(Some(tx))
 }
 
-/// Copies the stdin FIFO of `stdio` to process `key` in the guest until it
-/// ends or `close` is notified, then closes the process's stdin. Without a
-/// stdin FIFO, nothing is started.
+/// Copies the stdin FIFO of `stdio` to process `exec` of `container` in
+/// the guest until it ends or `close` is notified, then closes the
+/// process's stdin. Without a stdin FIFO, nothing is started.
 pub fn input(
     stdio: &Stdio,
-    key: &str,
+    container: &str,
+    exec: &str,
     client: &Arc<AgentClient>,
     close: Arc<Notify>,
 ) -> Result<Option<JoinHandle<()>>> {
@@ -87,7 +88,8 @@ pub fn input(
     let mut fifo = pipe::OpenOptions::new()
         .open_receiver(path)
         .map_err(|e| Error::path("opening the stdin FIFO", path, e))?;
-    let (client, key) = (client.clone(), key.to_owned());
+    let (client, key) = (client.clone(), process_key(container, exec));
+    let (container, exec) = (container.to_owned(), exec.to_owned());
     Ok(Some(tokio::spawn(async move {
         let mut buf = vec![0; 16 << 10];
         loop {
@@ -110,7 +112,8 @@ pub fn input(
         }
         if let Err(e) = client
             .call(Call::CloseStdin {
-                process: key.clone(),
+                container,
+                process: exec,
             })
             .await
         {

@@ -1,5 +1,6 @@
-//! One QEMU process per container: its command line, its console in the
-//! shim's log, its exit, and the files it leaves in the state directory.
+//! One QEMU process per VM (a lone container's, or a pod's): its command
+//! line, its console in the shim's log, its exit, and the files it leaves
+//! in the state directory.
 
 use std::io::BufRead;
 use std::os::fd::AsRawFd;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use strata_agent::protocol::PORT_NAME;
+use strata_agent::protocol::{PORT_NAME, ROOT_DISK};
 use strata_backend::{reaper, Error, Exit, Result};
 use tokio::net::UnixStream;
 use tokio::sync::watch;
@@ -21,8 +22,25 @@ use crate::hypervisor::Accel;
 pub const SOCKET: &str = "agent.sock";
 /// The file recording QEMU's pid, for the cleanup after a killed shim.
 pub const PID_FILE: &str = "qemu.pid";
-/// The root filesystem image.
+/// The root filesystem image of the VM's first container.
 pub const DISK: &str = "rootfs.img";
+
+/// The spare disks a pod's VM boots with, one per app container that may
+/// run in it at once: the microvm machine's virtio-mmio bus has no
+/// hot-plug, so the disks are there from the start and the host writes an
+/// app container's root filesystem into a free one's image.
+pub const SPARES: usize = 8;
+
+/// The size of each spare disk's image (a sparse file: what the guest does
+/// not write costs nothing); the largest root filesystem an app container
+/// of a pod can have.
+pub const SPARE_SIZE: u64 = 4 << 30;
+
+/// The name of spare disk `slot`: its image is `<name>.img` in the state
+/// directory, and the guest finds it by this serial.
+pub fn spare(slot: usize) -> String {
+    format!("spare{slot}")
+}
 
 /// The QEMU binary.
 const QEMU: &str = "qemu-system-x86_64";
@@ -45,8 +63,10 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// The initramfs with the agent.
     pub initramfs: PathBuf,
-    /// The directory holding the disk, socket and pid file.
+    /// The directory holding the disks, socket and pid file.
     pub state_dir: PathBuf,
+    /// Spare disks to attach (a pod's VM has [`SPARES`], a lone container's none).
+    pub spares: usize,
 }
 
 /// A running QEMU.
@@ -93,12 +113,38 @@ impl Vm {
                 "-drive",
                 &format!("id=root,file={DISK},format=raw,if=none,cache=unsafe"),
             ])
-            .args(["-device", "virtio-blk-device,drive=root"])
+            .args([
+                "-device",
+                &format!("virtio-blk-device,drive=root,serial={ROOT_DISK}"),
+            ]);
+        for slot in 0..config.spares {
+            let name = spare(slot);
+            command
+                .args([
+                    "-drive",
+                    &format!("id={name},file={name}.img,format=raw,if=none,cache=unsafe"),
+                ])
+                .args([
+                    "-device",
+                    &format!("virtio-blk-device,drive={name},serial={name}"),
+                ]);
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if config.accel == Accel::Kvm {
             command.args(["-cpu", "host"]);
+        }
+        let spares = (0..config.spares).try_for_each(|slot| {
+            let image = config.state_dir.join(format!("{}.img", spare(slot)));
+            std::fs::File::create(&image)
+                .and_then(|f| f.set_len(SPARE_SIZE))
+                .map_err(|e| Error::path("creating the spare disk", image, e))
+        });
+        if let Err(e) = spares {
+            let _ = cleanup(&config.state_dir);
+            return Err(e);
         }
         let mut child = command
             .spawn()
@@ -141,10 +187,11 @@ impl Vm {
             let _ = tx.send(Some(code));
         });
         log::info!(
-            "vm {}: {QEMU} pid {pid}, {} vCPU, {} MiB, accel {}",
+            "vm {}: {QEMU} pid {pid}, {} vCPU, {} MiB, {} spare disks, accel {}",
             config.id,
             config.vcpus,
             config.memory_mib,
+            config.spares,
             config.accel.as_str()
         );
         Ok(Vm {
@@ -153,6 +200,11 @@ impl Vm {
             state_dir: config.state_dir.clone(),
             exited,
         })
+    }
+
+    /// The id of the container that booted the VM.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// QEMU's pid.
@@ -254,7 +306,8 @@ fn host_tsc_khz() -> Option<u64> {
 }
 
 /// Kills a QEMU left by a shim that died (found through its pid file and
-/// checked to run in `state_dir`), then removes the VM's files.
+/// checked to run in `state_dir`), then removes the VM's files, spare
+/// disks included.
 pub fn cleanup(state_dir: &Path) -> Result<()> {
     let pid_file = state_dir.join(PID_FILE);
     if let Ok(text) = std::fs::read_to_string(&pid_file) {
@@ -271,7 +324,12 @@ pub fn cleanup(state_dir: &Path) -> Result<()> {
             }
         }
     }
-    for name in [SOCKET, DISK, PID_FILE] {
+    let spares = (0..SPARES).map(|slot| format!("{}.img", spare(slot)));
+    for name in [SOCKET, DISK, PID_FILE]
+        .map(String::from)
+        .into_iter()
+        .chain(spares)
+    {
         let path = state_dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

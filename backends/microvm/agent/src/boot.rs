@@ -1,9 +1,10 @@
 //! Turns the bare initramfs into a usable system: kernel filesystems, the
-//! console as standard streams, and the kernel modules the VM's devices need.
+//! console as standard streams, the kernel modules the VM's devices need,
+//! and the loopback interface the containers of a pod talk over.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::kmod::{finit_module, ModuleInitFlags};
@@ -59,6 +60,40 @@ pub fn mount_kernel_filesystems() -> Result<()> {
                 source: std::io::Error::last_os_error(),
             });
         }
+    }
+    Ok(())
+}
+
+/// Brings the VM's loopback interface up (the kernel then gives it
+/// 127.0.0.1), so that the containers of a pod reach each other on
+/// localhost as they would in a pod's network namespace.
+pub fn loopback_up() -> Result<()> {
+    let failed = |what: &str| AgentError::Io {
+        context: format!("bringing lo up: {what}"),
+        source: std::io::Error::last_os_error(),
+    };
+    // SAFETY: socket(2) has no memory effects.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(failed("socket"));
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data, for which all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(b"lo") {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: `request` is a valid ifreq naming lo, alive during the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } < 0 {
+        return Err(failed("SIOCGIFFLAGS"));
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = unsafe { request.ifr_ifru.ifru_flags };
+    request.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: `request` is a valid ifreq naming lo, alive during the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) } < 0 {
+        return Err(failed("SIOCSIFFLAGS"));
     }
     Ok(())
 }

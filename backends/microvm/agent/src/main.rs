@@ -3,6 +3,7 @@
 mod boot;
 mod error;
 mod link;
+mod pidns;
 mod port;
 mod rootfs;
 mod server;
@@ -16,6 +17,7 @@ fn main() {
     }
     let port = boot::mount_kernel_filesystems()
         .and_then(|()| boot::load_modules())
+        .and_then(|()| boot::loopback_up())
         .and_then(|()| port::open());
     let port = match port {
         Ok(port) => port,

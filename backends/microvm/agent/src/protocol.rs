@@ -12,6 +12,10 @@
 //! kind 1: stdio data: u8 stream | u16 big-endian id length | process id | bytes
 //! ```
 //!
+//! One VM may host several containers (the containers of a pod): calls
+//! name their container, and frames name a process by its [`process_key`],
+//! which joins the container id and the exec id.
+//!
 //! Requests carry an id that their reply repeats; exits and output are
 //! pushed by the guest as they happen. The guest sends a process's exit only
 //! after all of its output, so the host can report the exit once the frames
@@ -24,9 +28,25 @@ use serde::{Deserialize, Serialize};
 /// The name of the virtio-serial port the agent listens on.
 pub const PORT_NAME: &str = "strata.agent";
 
-/// The process id of the container's init process in messages; exec ids
-/// from containerd are never empty.
+/// The exec id of a container's init process in messages; exec ids from
+/// containerd are never empty.
 pub const INIT: &str = "";
+
+/// The name of the disk that the VM boots with, holding the root
+/// filesystem of its first container; other disks are named by their slot.
+pub const ROOT_DISK: &str = "root";
+
+/// The key naming process `exec` of `container` in frames. Container ids
+/// never contain a slash (containerd allows letters, digits, `.`, `_` and
+/// `-`), so the key splits back at its first slash.
+pub fn process_key(container: &str, exec: &str) -> String {
+    format!("{container}/{exec}")
+}
+
+/// Splits a [`process_key`] into its container and exec id.
+pub fn split_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once('/')
+}
 
 /// The largest frame either side accepts, so a corrupt length cannot make
 /// the reader allocate without bound.
@@ -55,6 +75,10 @@ pub enum Call {
     /// Mounts the root filesystem disk and prepares the init process
     /// (its executable is looked up, its stdio made); nothing runs yet.
     Create {
+        /// The container's id.
+        container: String,
+        /// The serial of the disk holding its root filesystem.
+        disk: String,
         /// The container's init process, as in the OCI spec.
         process: Box<oci_spec::runtime::Process>,
         /// The container's hostname.
@@ -67,9 +91,14 @@ pub enum Call {
         stdin: bool,
     },
     /// Starts the init process.
-    Start,
+    Start {
+        /// The container.
+        container: String,
+    },
     /// Starts a new process in the container at once.
     Exec {
+        /// The container.
+        container: String,
         /// The exec id, which names the process in later messages.
         exec_id: String,
         /// The process, as in the OCI spec.
@@ -79,7 +108,9 @@ pub enum Call {
     },
     /// Sends a signal to one process, or to every process of the container.
     Kill {
-        /// The process ([`INIT`] for the init process).
+        /// The container.
+        container: String,
+        /// The exec id ([`INIT`] for the init process).
         process: String,
         /// The signal number.
         signal: i32,
@@ -88,20 +119,33 @@ pub enum Call {
     },
     /// Closes a process's standard input.
     CloseStdin {
-        /// The process.
+        /// The container.
+        container: String,
+        /// The exec id.
         process: String,
     },
     /// Sets the window size of a process's terminal.
     ResizePty {
-        /// The process.
+        /// The container.
+        container: String,
+        /// The exec id.
         process: String,
         /// Columns.
         width: u16,
         /// Rows.
         height: u16,
     },
-    /// Reports the guest's resource usage.
-    Stats,
+    /// Reports the resource usage of a container's processes.
+    Stats {
+        /// The container.
+        container: String,
+    },
+    /// Ends whatever still runs of a container, unmounts its root
+    /// filesystem (so its disk can be reused) and forgets it.
+    Remove {
+        /// The container.
+        container: String,
+    },
     /// Syncs the disks and powers the guest off.
     Shutdown,
 }
@@ -157,18 +201,19 @@ pub enum Reply {
     Stats(GuestStats),
 }
 
-/// The guest's resource usage, from its `/proc`.
+/// A container's resource usage, from the guest's `/proc`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GuestStats {
-    /// CPU time spent in user mode by all CPUs, in nanoseconds.
+    /// CPU time the container's live processes spent in user mode, in
+    /// nanoseconds.
     pub cpu_user_ns: u64,
-    /// CPU time spent in kernel mode by all CPUs, in nanoseconds.
+    /// CPU time they spent in kernel mode, in nanoseconds.
     pub cpu_kernel_ns: u64,
-    /// Memory in use (total minus available), in bytes.
+    /// Their resident memory, in bytes.
     pub memory_used: u64,
     /// The guest's memory, in bytes.
     pub memory_total: u64,
-    /// Processes in the guest, the agent excluded.
+    /// The container's processes.
     pub pids: u64,
 }
 
@@ -318,13 +363,14 @@ mod tests {
             Frame::Control(HostMessage::Request {
                 id: 7,
                 call: Call::Kill {
+                    container: "c1".into(),
                     process: "e1".into(),
                     signal: 9,
                     all: false,
                 },
             }),
             Frame::Data {
-                process: INIT.into(),
+                process: process_key("c1", INIT),
                 stream: Stream::Stdin,
                 data: b"hello\n".to_vec(),
             },
@@ -341,6 +387,12 @@ mod tests {
             );
         }
         assert!(read_frame::<HostMessage>(&mut reader).unwrap().is_none());
+    }
+
+    #[test]
+    fn process_keys_split_back() {
+        assert_eq!(split_key(&process_key("c1", INIT)), Some(("c1", INIT)));
+        assert_eq!(split_key(&process_key("c1", "e/1")), Some(("c1", "e/1")));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The container's root filesystem in the guest: the host's ext4 disk image,
-//! with the guest's `/dev` and the spec's kernel filesystems mounted in it.
+//! A container's root filesystem in the guest: one of the host's ext4 disk
+//! images, found by its serial, with the guest's `/dev` and the spec's
+//! kernel filesystems mounted in it.
 
 use std::ffi::CString;
 use std::os::fd::AsFd;
@@ -14,11 +15,9 @@ use strata_agent::protocol::GuestMount;
 
 use crate::error::{io, sys, AgentError, Result};
 
-/// The disk the host attaches the root filesystem image as.
-const DISK: &str = "/dev/vda";
-
-/// Where the agent mounts the container's root filesystem.
-pub const ROOT: &str = "/run/container";
+/// Where the agent mounts the containers' root filesystems, each in the
+/// directory named by its container id.
+const ROOTS: &str = "/run/containers";
 
 /// How long the disk may take to appear after its driver was loaded.
 const DISK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,29 +35,101 @@ pub struct ProcMount {
     pub flags: MsFlags,
 }
 
-/// Mounts the disk at [`ROOT`], the guest's `/dev` into it, then `mounts`
-/// except `proc` ones, which are returned for the init process; then makes
-/// the root read-only if asked.
-pub fn prepare(readonly: bool, mounts: &[GuestMount]) -> Result<Vec<ProcMount>> {
+/// Where the root filesystem of `container` is mounted.
+pub fn root_of(container: &str) -> Result<PathBuf> {
+    if container.is_empty() || container.contains('/') || container.starts_with('.') {
+        return Err(AgentError::Refused(format!(
+            "container id {container:?} is not a file name"
+        )));
+    }
+    Ok(Path::new(ROOTS).join(container))
+}
+
+/// The device node of the disk whose serial is `serial`, once it exists.
+fn disk(serial: &str) -> Result<PathBuf> {
     let deadline = Instant::now() + DISK_TIMEOUT;
-    while !Path::new(DISK).exists() {
+    loop {
+        for entry in std::fs::read_dir("/sys/block")
+            .map_err(io("listing /sys/block"))?
+            .flatten()
+        {
+            let found = std::fs::read_to_string(entry.path().join("serial")).unwrap_or_default();
+            let device = Path::new("/dev").join(entry.file_name());
+            if found.trim() == serial && device.exists() {
+                return Ok(device);
+            }
+        }
         if Instant::now() >= deadline {
             return Err(AgentError::Refused(format!(
-                "the root filesystem disk {DISK} did not appear in {DISK_TIMEOUT:?}"
+                "no disk with serial {serial:?} appeared in {DISK_TIMEOUT:?}"
             )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::fs::create_dir_all(ROOT).map_err(io(format!("creating {ROOT}")))?;
+}
+
+/// Mounts the disk with serial `serial` at `root`, the guest's `/dev` into
+/// it, then `mounts` except `proc` ones, which are returned for the init
+/// process; then makes the root read-only if asked.
+pub fn prepare(
+    root: &Path,
+    serial: &str,
+    readonly: bool,
+    mounts: &[GuestMount],
+) -> Result<Vec<ProcMount>> {
+    // The host rewrites a spare disk's image between the containers that
+    // use it: the kernel dropped the disk's cached blocks when the last
+    // user closed it (the previous unmount), so nothing stale is read.
+    let device = disk(serial)?;
+    std::fs::create_dir_all(root).map_err(io(format!("creating {}", root.display())))?;
     mount(
-        Some(DISK),
-        ROOT,
+        Some(&device),
+        root,
         Some("ext4"),
         MsFlags::empty(),
         None::<&str>,
     )
-    .map_err(sys(format!("mounting {DISK} on {ROOT}")))?;
-    let dev = target("/dev")?;
+    .map_err(sys(format!(
+        "mounting {} on {}",
+        device.display(),
+        root.display()
+    )))?;
+    let made = mount_inside(root, mounts);
+    if made.is_err() {
+        let _ = remove(root);
+    }
+    let proc_mounts = made?;
+    if readonly {
+        mount(
+            None::<&str>,
+            root,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(sys(format!("making {} read-only", root.display())))?;
+    }
+    Ok(proc_mounts)
+}
+
+/// Unmounts `root` with everything mounted under it, and removes the mount
+/// point; the disk's filesystem is written back first.
+pub fn remove(root: &Path) -> Result<()> {
+    nix::unistd::sync();
+    match nix::mount::umount2(root, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(sys(format!("unmounting {}", root.display()))(e)),
+    }
+    match std::fs::remove_dir(root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(format!("removing {}", root.display()))(e)),
+    }
+}
+
+/// Mounts the guest's `/dev` and `mounts` inside `root`.
+fn mount_inside(root: &Path, mounts: &[GuestMount]) -> Result<Vec<ProcMount>> {
+    let dev = target(root, "/dev")?;
     mount(
         Some("/dev"),
         &dev,
@@ -70,7 +141,7 @@ pub fn prepare(readonly: bool, mounts: &[GuestMount]) -> Result<Vec<ProcMount>> 
     let mut proc_mounts = Vec::new();
     for m in mounts {
         let (flags, data) = options(&m.options);
-        let at = target(&m.destination)?;
+        let at = target(root, &m.destination)?;
         if m.kind == "proc" {
             let target = CString::new(at.as_os_str().as_bytes()).map_err(|_| {
                 AgentError::Refused(format!(
@@ -90,22 +161,12 @@ pub fn prepare(readonly: bool, mounts: &[GuestMount]) -> Result<Vec<ProcMount>> 
         )
         .map_err(sys(format!("mounting {} on {}", m.kind, m.destination)))?;
     }
-    if readonly {
-        mount(
-            None::<&str>,
-            ROOT,
-            None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .map_err(sys(format!("making {ROOT} read-only")))?;
-    }
     Ok(proc_mounts)
 }
 
-/// Creates the mount point `destination` inside the root filesystem.
-fn target(destination: &str) -> Result<PathBuf> {
-    let path = Path::new(ROOT).join(destination.trim_start_matches('/'));
+/// Creates the mount point `destination` inside the root filesystem `root`.
+fn target(root: &Path, destination: &str) -> Result<PathBuf> {
+    let path = root.join(destination.trim_start_matches('/'));
     std::fs::create_dir_all(&path)
         .map_err(io(format!("creating the mount point {destination}")))?;
     Ok(path)
@@ -133,10 +194,10 @@ fn options(options: &[String]) -> (MsFlags, String) {
 }
 
 /// Finds `program` as the container would: inside the root filesystem
-/// (symlinks resolved there, never into the guest), on `PATH` from `env`
-/// when it has no slash. Returns the path as the container sees it.
-pub fn find_executable(program: &str, cwd: &str, env: &[String]) -> Result<String> {
-    let root = std::fs::File::open(ROOT).map_err(io(format!("opening {ROOT}")))?;
+/// `root` (symlinks resolved there, never into the guest), on `PATH` from
+/// `env` when it has no slash. Returns the path as the container sees it.
+pub fn find_executable(root: &Path, program: &str, cwd: &str, env: &[String]) -> Result<String> {
+    let root = std::fs::File::open(root).map_err(io(format!("opening {}", root.display())))?;
     let candidates: Vec<String> = if program.contains('/') {
         let absolute = if program.starts_with('/') {
             program.to_owned()

@@ -1,7 +1,9 @@
-//! Serves the host's calls, and reports each process's exit after its output.
+//! Serves the host's calls for each container the VM hosts, and reports
+//! each process's exit after its output.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,11 +13,12 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 use strata_agent::protocol::{
-    read_frame, Call, Frame, GuestMessage, HostMessage, Reply, Stream, INIT,
+    process_key, read_frame, split_key, Call, Frame, GuestMessage, HostMessage, Reply, Stream, INIT,
 };
 
 use crate::error::{sys, AgentError, Result};
 use crate::link::Link;
+use crate::pidns;
 use crate::rootfs::{self, ProcMount};
 use crate::spawn::{ChildEnds, Spawner, Streams};
 
@@ -28,6 +31,18 @@ struct Pending {
     ends: ChildEnds,
 }
 
+/// A container the agent hosts.
+struct Hosted {
+    /// Where its root filesystem is mounted.
+    root: PathBuf,
+    /// Starts its processes, in its PID namespace.
+    spawner: Spawner,
+    /// Its init process until Start.
+    pending: Option<Pending>,
+    /// Its init process's guest pid once started.
+    init: Option<i32>,
+}
+
 /// A running process.
 struct Running {
     pid: i32,
@@ -36,13 +51,32 @@ struct Running {
 
 #[derive(Default)]
 struct State {
-    /// Starts the container's processes; made at Create.
-    spawner: Option<Spawner>,
-    pending: Option<Pending>,
+    containers: HashMap<String, Hosted>,
+    /// Running processes by [`process_key`].
     running: HashMap<String, Running>,
     by_pid: HashMap<i32, String>,
     /// Counts spawns, so the reaper knows a child appeared while it looked.
     spawned: u64,
+}
+
+impl State {
+    fn hosted(&mut self, container: &str) -> Result<&mut Hosted> {
+        self.containers
+            .get_mut(container)
+            .ok_or_else(|| AgentError::Refused(format!("no container {container:?} in this VM")))
+    }
+
+    /// The running init process of `container`.
+    fn init_of(&mut self, container: &str) -> Result<i32> {
+        let key = process_key(container, INIT);
+        let init = self.hosted(container)?.init;
+        match init {
+            Some(pid) if self.running.contains_key(&key) => Ok(pid),
+            _ => Err(AgentError::Refused(format!(
+                "container {container:?} is not running"
+            ))),
+        }
+    }
 }
 
 /// The agent: its link to the host and its processes.
@@ -111,6 +145,8 @@ impl Agent {
     fn call(&self, call: Call) -> Result<Reply> {
         match call {
             Call::Create {
+                container,
+                disk,
                 process,
                 hostname,
                 readonly,
@@ -118,134 +154,210 @@ impl Agent {
                 stdin,
             } => {
                 let mut state = self.state();
-                if state.spawner.is_some() {
-                    return Err(AgentError::Refused("the container exists already".into()));
+                if state.containers.contains_key(&container) {
+                    return Err(AgentError::Refused(format!(
+                        "container {container:?} exists already"
+                    )));
                 }
-                let proc_mounts = rootfs::prepare(readonly, &mounts)?;
-                // The container's processes get a PID namespace of their own,
-                // with init as its PID 1.
-                let spawner = Spawner::new()?;
-                if let Some(name) = hostname.filter(|h| !h.is_empty()) {
-                    nix::unistd::sethostname(&name)
-                        .map_err(sys(format!("setting the hostname {name:?}")))?;
+                let root = rootfs::root_of(&container)?;
+                let proc_mounts = rootfs::prepare(&root, &disk, readonly, &mounts)?;
+                let hosted = self.prepare(&container, &root, process, hostname, stdin, proc_mounts);
+                match hosted {
+                    Ok((spawner, pending)) => {
+                        state.containers.insert(
+                            container,
+                            Hosted {
+                                root,
+                                spawner,
+                                pending: Some(pending),
+                                init: None,
+                            },
+                        );
+                        Ok(Reply::Done)
+                    }
+                    Err(e) => {
+                        let _ = rootfs::remove(&root);
+                        Err(e)
+                    }
                 }
-                let executable = self.executable(&process)?;
-                let (streams, ends) =
-                    Streams::open(INIT, process.terminal().unwrap_or(false), stdin, &self.link)?;
-                state.spawner = Some(spawner);
-                state.pending = Some(Pending {
-                    process: *process,
-                    proc_mounts,
-                    executable,
-                    streams,
-                    ends,
-                });
-                Ok(Reply::Done)
             }
-            Call::Start => {
+            Call::Start { container } => {
                 let mut state = self.state();
-                let Some(pending) = state.pending.take() else {
-                    return Err(AgentError::Refused(
-                        "no container waits to be started".into(),
-                    ));
+                let hosted = state.hosted(&container)?;
+                let Some(pending) = hosted.pending.take() else {
+                    return Err(AgentError::Refused(format!(
+                        "container {container:?} does not wait to be started"
+                    )));
                 };
-                let spawner = state.spawner.as_ref().expect("made with the pending init");
-                let pid = spawner.spawn(
+                let pid = hosted.spawner.spawn(
                     pending.process,
                     pending.executable,
                     pending.ends,
                     pending.proc_mounts,
                 )?;
-                self.register(&mut state, INIT, pid, pending.streams);
+                hosted.init = Some(pid as i32);
+                self.register(
+                    &mut state,
+                    &process_key(&container, INIT),
+                    pid,
+                    pending.streams,
+                );
                 Ok(Reply::Started { pid })
             }
             Call::Exec {
+                container,
                 exec_id,
                 process,
                 stdin,
             } => {
                 let mut state = self.state();
-                if !state.running.contains_key(INIT) {
-                    return Err(AgentError::Refused(format!(
-                        "cannot exec {exec_id}: the container is not running"
-                    )));
-                }
-                if exec_id.is_empty() || state.running.contains_key(&exec_id) {
+                state
+                    .init_of(&container)
+                    .map_err(|e| AgentError::Refused(format!("cannot exec {exec_id:?}: {e}")))?;
+                let key = process_key(&container, &exec_id);
+                if exec_id.is_empty() || state.running.contains_key(&key) {
                     return Err(AgentError::Refused(format!(
                         "exec id {exec_id:?} is taken or empty"
                     )));
                 }
-                let executable = self.executable(&process)?;
-                let (streams, ends) = Streams::open(
-                    &exec_id,
-                    process.terminal().unwrap_or(false),
-                    stdin,
-                    &self.link,
-                )?;
-                let spawner = state.spawner.as_ref().expect("made before init ran");
-                let pid = spawner.spawn(*process, executable, ends, Vec::new())?;
-                self.register(&mut state, &exec_id, pid, streams);
+                let hosted = state.hosted(&container)?;
+                let executable = executable(&hosted.root, &process)?;
+                let (streams, ends) =
+                    Streams::open(&key, process.terminal().unwrap_or(false), stdin, &self.link)?;
+                let pid = hosted
+                    .spawner
+                    .spawn(*process, executable, ends, Vec::new())?;
+                self.register(&mut state, &key, pid, streams);
                 Ok(Reply::Started { pid })
             }
             Call::Kill {
+                container,
                 process,
                 signal,
                 all,
             } => {
                 let signal = Signal::try_from(signal).map_err(sys(format!("signal {signal}")))?;
+                let mut state = self.state();
                 if all {
-                    // From PID 1, -1 reaches every process but the agent itself.
-                    return match kill(Pid::from_raw(-1), signal) {
-                        Ok(()) | Err(Errno::ESRCH) => Ok(Reply::Done),
-                        Err(e) => Err(sys(format!("sending {signal} to every process"))(e)),
+                    let Ok(init) = state.init_of(&container) else {
+                        // Nothing of the container runs any more.
+                        return Ok(Reply::Done);
                     };
+                    for pid in pidns::members(init) {
+                        match kill(Pid::from_raw(pid), signal) {
+                            Ok(()) | Err(Errno::ESRCH) => {}
+                            Err(e) => {
+                                return Err(sys(format!("sending {signal} to process {pid}"))(e))
+                            }
+                        }
+                    }
+                    return Ok(Reply::Done);
                 }
-                let state = self.state();
-                let Some(running) = state.running.get(&process) else {
+                let Some(running) = state.running.get(&process_key(&container, &process)) else {
                     return Err(AgentError::Refused(format!(
                         "{} is not running",
-                        describe(&process)
+                        describe(&container, &process)
                     )));
                 };
                 kill(Pid::from_raw(running.pid), signal)
                     .map_err(sys(format!("sending {signal} to process {}", running.pid)))?;
                 Ok(Reply::Done)
             }
-            Call::CloseStdin { process } => {
+            Call::CloseStdin { container, process } => {
                 let mut state = self.state();
-                if let Some(streams) = streams_of(&mut state, &process) {
+                if let Some(streams) = streams_of(&mut state, &container, &process) {
                     streams.stdin = None;
                 }
                 Ok(Reply::Done)
             }
             Call::ResizePty {
+                container,
                 process,
                 width,
                 height,
             } => {
                 let mut state = self.state();
-                let Some(streams) = streams_of(&mut state, &process) else {
+                let Some(streams) = streams_of(&mut state, &container, &process) else {
                     return Err(AgentError::Refused(format!(
                         "{} is not running",
-                        describe(&process)
+                        describe(&container, &process)
                     )));
                 };
                 streams.resize(width, height)?;
                 Ok(Reply::Done)
             }
-            Call::Stats => Ok(Reply::Stats(crate::stats::read()?)),
+            Call::Stats { container } => {
+                let mut state = self.state();
+                state.hosted(&container)?;
+                let pids = state
+                    .init_of(&container)
+                    .map(pidns::members)
+                    .unwrap_or_default();
+                drop(state);
+                Ok(Reply::Stats(crate::stats::read(&pids)?))
+            }
+            Call::Remove { container } => {
+                let mut state = self.state();
+                let init = state.init_of(&container).ok();
+                let hosted = state.hosted(&container)?;
+                let root = hosted.root.clone();
+                if let Some(init) = init {
+                    // The kernel ends the rest of the PID namespace with its init.
+                    match kill(Pid::from_raw(init), Signal::SIGKILL) {
+                        Ok(()) | Err(Errno::ESRCH) => {}
+                        Err(e) => return Err(sys(format!("killing process {init}"))(e)),
+                    }
+                }
+                state.containers.remove(&container);
+                drop(state);
+                if let Some(init) = init {
+                    // Nothing may write to the disk once the host reuses it.
+                    pidns::wait_gone(init);
+                }
+                rootfs::remove(&root)?;
+                Ok(Reply::Done)
+            }
             Call::Shutdown => Ok(Reply::Done),
         }
     }
 
-    fn executable(&self, process: &Process) -> Result<String> {
-        let program = process
-            .args()
-            .as_ref()
-            .and_then(|a| a.first())
-            .ok_or_else(|| AgentError::Refused("process.args is empty".into()))?;
-        let cwd = process.cwd().to_string_lossy();
-        rootfs::find_executable(program, &cwd, process.env().as_deref().unwrap_or_default())
+    /// The spawner of a new container and its init process, prepared: the
+    /// hostname set, the executable found, the streams made; `proc_mounts`
+    /// are for init to make.
+    fn prepare(
+        &self,
+        container: &str,
+        root: &Path,
+        process: Box<Process>,
+        hostname: Option<String>,
+        stdin: bool,
+        proc_mounts: Vec<ProcMount>,
+    ) -> Result<(Spawner, Pending)> {
+        // The container's processes get a PID namespace of their own, with
+        // init as its PID 1.
+        let spawner = Spawner::new(root)?;
+        // The VM's hostname is the pod's: every container shares it.
+        if let Some(name) = hostname.filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(&name)
+                .map_err(sys(format!("setting the hostname {name:?}")))?;
+        }
+        let executable = executable(root, &process)?;
+        let (streams, ends) = Streams::open(
+            &process_key(container, INIT),
+            process.terminal().unwrap_or(false),
+            stdin,
+            &self.link,
+        )?;
+        Ok((
+            spawner,
+            Pending {
+                process: *process,
+                proc_mounts,
+                executable,
+                streams,
+                ends,
+            },
+        ))
     }
 
     fn register(&self, state: &mut State, key: &str, pid: u32, streams: Streams) {
@@ -258,9 +370,13 @@ impl Agent {
         self.children.notify_all();
     }
 
-    fn stdin(&self, process: &str, data: Vec<u8>) {
+    fn stdin(&self, key: &str, data: Vec<u8>) {
+        let Some((container, process)) = split_key(key) else {
+            return;
+        };
         let mut state = self.state();
-        if let Some(tx) = streams_of(&mut state, process).and_then(|s| s.stdin.as_ref()) {
+        if let Some(tx) = streams_of(&mut state, container, process).and_then(|s| s.stdin.as_ref())
+        {
             let _ = tx.send(data);
         }
     }
@@ -304,22 +420,46 @@ impl Agent {
     }
 }
 
+/// Where `process` of a container finds its executable: inside the
+/// container's root filesystem `root`.
+fn executable(root: &Path, process: &Process) -> Result<String> {
+    let program = process
+        .args()
+        .as_ref()
+        .and_then(|a| a.first())
+        .ok_or_else(|| AgentError::Refused("process.args is empty".into()))?;
+    let cwd = process.cwd().to_string_lossy();
+    rootfs::find_executable(
+        root,
+        program,
+        &cwd,
+        process.env().as_deref().unwrap_or_default(),
+    )
+}
+
 /// Names a process in messages.
-fn describe(process: &str) -> String {
+fn describe(container: &str, process: &str) -> String {
     if process == INIT {
-        "the container's init process".into()
+        format!("the init process of container {container:?}")
     } else {
-        format!("exec {process:?}")
+        format!("exec {process:?} of container {container:?}")
     }
 }
 
-fn streams_of<'a>(state: &'a mut State, process: &str) -> Option<&'a mut Streams> {
+fn streams_of<'a>(state: &'a mut State, container: &str, process: &str) -> Option<&'a mut Streams> {
     if process == INIT {
-        if let Some(pending) = state.pending.as_mut() {
+        if let Some(pending) = state
+            .containers
+            .get_mut(container)
+            .and_then(|h| h.pending.as_mut())
+        {
             return Some(&mut pending.streams);
         }
     }
-    state.running.get_mut(process).map(|r| &mut r.streams)
+    state
+        .running
+        .get_mut(&process_key(container, process))
+        .map(|r| &mut r.streams)
 }
 
 /// Flushes the disks and powers the VM off, which ends the VMM process.

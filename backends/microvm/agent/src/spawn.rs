@@ -20,7 +20,7 @@ use strata_agent::protocol::{Frame, Stream, MAX_CHUNK};
 
 use crate::error::{io, sys, AgentError, Result};
 use crate::link::Link;
-use crate::rootfs::{ProcMount, ROOT};
+use crate::rootfs::ProcMount;
 
 /// How long output may go on after a process exited; a daemonized child
 /// may hold the streams open forever.
@@ -196,8 +196,8 @@ struct Job {
     reply: mpsc::Sender<Result<u32>>,
 }
 
-/// The thread that starts every container process. It alone enters the
-/// container's PID namespace (`unshare(CLONE_NEWPID)` applies to the
+/// The thread that starts every process of one container. It alone enters
+/// the container's PID namespace (`unshare(CLONE_NEWPID)` applies to the
 /// children of the calling thread, and such a thread can no longer start
 /// threads), so the agent's other threads stay free to start theirs.
 pub struct Spawner {
@@ -205,8 +205,11 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    /// Starts the thread and has it create the PID namespace.
-    pub fn new() -> Result<Spawner> {
+    /// Starts the thread and has it create the PID namespace; its processes
+    /// run chrooted into `root`.
+    pub fn new(root: &std::path::Path) -> Result<Spawner> {
+        let root = CString::new(root.as_os_str().as_bytes())
+            .map_err(|_| AgentError::Refused(format!("{} contains NUL", root.display())))?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready) = mpsc::channel();
         std::thread::spawn(move || {
@@ -218,7 +221,13 @@ impl Spawner {
                 return;
             }
             for job in queue {
-                let pid = launch(&job.process, &job.executable, job.ends, &job.proc_mounts);
+                let pid = launch(
+                    &job.process,
+                    &job.executable,
+                    job.ends,
+                    &job.proc_mounts,
+                    &root,
+                );
                 let _ = job.reply.send(pid);
             }
         });
@@ -253,12 +262,13 @@ impl Spawner {
 
 /// Starts `process` running `executable` (a path inside the container)
 /// with `ends` as its standard streams, after mounting `proc_mounts` from
-/// its own PID namespace; returns its pid.
+/// its own PID namespace, chrooted into `root`; returns its pid.
 fn launch(
     process: &Process,
     executable: &str,
     ends: ChildEnds,
     proc_mounts: &[ProcMount],
+    root: &CString,
 ) -> Result<u32> {
     let args = process.args().clone().unwrap_or_default();
     let Some(arg0) = args.first() else {
@@ -277,7 +287,7 @@ fn launch(
             command.env(key, value);
         }
     }
-    let root = CString::new(ROOT).expect("no NUL in a constant");
+    let root = root.clone();
     let cwd = CString::new(process.cwd().as_os_str().as_bytes())
         .map_err(|_| AgentError::Refused("process.cwd contains NUL".into()))?;
     let user = process.user();

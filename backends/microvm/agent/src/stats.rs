@@ -1,48 +1,54 @@
-//! The guest's resource usage, read from its `/proc`.
+//! A container's resource usage, read from the guest's `/proc`: the sum
+//! over the processes of its PID namespace.
 
 use strata_agent::protocol::GuestStats;
 
 use crate::error::{io, Result};
 
-/// Nanoseconds per clock tick of `/proc/stat` (USER_HZ is 100 on Linux).
+/// Nanoseconds per clock tick of `/proc/<pid>/stat` (USER_HZ is 100 on Linux).
 const NS_PER_TICK: u64 = 10_000_000;
 
-/// Reads CPU time, memory use and the number of processes.
-pub fn read() -> Result<GuestStats> {
-    let stat = std::fs::read_to_string("/proc/stat").map_err(io("reading /proc/stat"))?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .map(|n| n.parse().unwrap_or(0))
-        .collect();
-    let field = |i: usize| cpu.get(i).copied().unwrap_or(0) * NS_PER_TICK;
+/// Bytes per page of `/proc/<pid>/statm`.
+const PAGE: u64 = 4096;
+
+/// Reads the CPU time (their own and that of the children they waited
+/// for), resident memory and number of `pids`, and the guest's memory.
+pub fn read(pids: &[i32]) -> Result<GuestStats> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(io("reading /proc/meminfo"))?;
-    let kib = |key: &str| -> u64 {
-        meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-            * 1024
+    let memory_total = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024;
+    let mut stats = GuestStats {
+        memory_total,
+        ..GuestStats::default()
     };
-    let pids = std::fs::read_dir("/proc")
-        .map_err(io("listing /proc"))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        // Kernel threads have no executable; the agent is pid 1.
-        .filter(|&pid| pid != 1 && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok())
-        .count() as u64;
-    Ok(GuestStats {
-        // user + nice
-        cpu_user_ns: field(0) + field(1),
-        // system + irq + softirq
-        cpu_kernel_ns: field(2) + field(5) + field(6),
-        memory_used: kib("MemTotal").saturating_sub(kib("MemAvailable")),
-        memory_total: kib("MemTotal"),
-        pids,
-    })
+    for pid in pids {
+        // A process may end while it is read: it then counts for nothing.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state is field 0, utime
+        // 11, stime 12, and the times of children it waited for 13 and 14.
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+        stats.cpu_user_ns += (field(11) + field(13)) * NS_PER_TICK;
+        stats.cpu_kernel_ns += (field(12) + field(14)) * NS_PER_TICK;
+        let resident = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        stats.memory_used += resident * PAGE;
+        stats.pids += 1;
+    }
+    Ok(stats)
 }
