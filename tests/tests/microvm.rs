@@ -199,7 +199,13 @@ fn detached(c: &Containerd) {
         "task pid {} is not a QEMU process",
         task.pid
     );
+    // QEMU runs under its own seccomp filter (`-sandbox on`).
     let status = std::fs::read_to_string(format!("/proc/{}/status", task.pid)).unwrap();
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2"),
+        "QEMU {} has no seccomp filter",
+        task.pid
+    );
     let rss = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))

@@ -94,6 +94,13 @@ impl Vm {
                 "none",
                 "-no-reboot",
             ])
+            // QEMU's own seccomp filter: once the VM runs, QEMU may not gain
+            // privileges, start programs, change resource limits or make
+            // obsolete syscalls; a compromised device model is held there.
+            .args([
+                "-sandbox",
+                "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+            ])
             .args(["-serial", "stdio"])
             .arg("-kernel")
             .arg(&config.kernel)
