@@ -1,0 +1,22 @@
+//! Strata's built-in virtual machine monitor, one process per sandbox of
+//! the microvm class, built on the rust-vmm crates: KVM through
+//! kvm-ioctls, guest RAM through vm-memory, kernel loading through
+//! linux-loader, the 8250 console from vm-superio and virtqueues from
+//! virtio-queue.
+//!
+//! The library builds a [`vm::Vm`] (RAM, vCPUs, devices, loaded kernel)
+//! and runs it; the `strata-vmm` binary wires arguments to it and enters
+//! the [`sandbox`] before the first instruction runs. [`check::check`] tells
+//! whether the host can run real guests at all.
+
+pub mod acpi;
+pub mod boot;
+pub mod check;
+pub mod cpu;
+pub mod devices;
+pub mod layout;
+pub mod memory;
+pub mod sandbox;
+pub mod vm;
+
+pub use vm::{MachineConfig, Vm, VmError, VmExit};
