@@ -71,24 +71,31 @@ impl Listener {
         let notif_size =
             usize::from(sizes.seccomp_notif).max(std::mem::size_of::<libc::seccomp_notif>());
         let listener = Listener { fd, notif_size };
-        let flags = FD_SYNC_WAKE_UP;
-        // SAFETY: SET_FLAGS reads one u64 from the pointer, which points at
-        // one that lives across the call; on kernels without it the ioctl
-        // fails with EINVAL and changes nothing.
+        if let Err(e) = listener.set_sync_wake_up() {
+            log::info!("seccomp listener: no synchronous wake-up: {e}");
+        }
+        Ok(listener)
+    }
+
+    /// Asks the kernel to wake the target on the CPU of the thread that
+    /// answers it, and that thread on the target's CPU when a call arrives
+    /// (`SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`, Linux 6.6): a round trip then
+    /// costs no cross-CPU wake-ups.
+    pub(crate) fn set_sync_wake_up(&self) -> io::Result<()> {
+        // SAFETY: SET_FLAGS takes the flags by value (despite its
+        // _IOW(u64) number) and touches no memory; kernels without it fail
+        // with EINVAL and change nothing.
         let ret = unsafe {
             libc::ioctl(
-                listener.fd.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
-                &flags as *const u64,
+                FD_SYNC_WAKE_UP as libc::c_ulong,
             )
         };
         if ret != 0 {
-            log::debug!(
-                "seccomp listener: no synchronous wake-up: {}",
-                io::Error::last_os_error()
-            );
+            return Err(io::Error::last_os_error());
         }
-        Ok(listener)
+        Ok(())
     }
 
     /// Waits for the next call. `ENOENT` means the call was cancelled

@@ -266,3 +266,38 @@ fn stats_render_as_a_table() {
         "syscall             notified  emulated continued    denied\nopenat                     1         1         0         0\n"
     );
 }
+
+/// The listener takes `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` on this kernel
+/// (6.6 and later), which is what keeps a round trip on one CPU.
+#[test]
+fn the_listener_takes_synchronous_wake_up() {
+    let mut seccomp = crate::filter(&crate::Policy::default()).expect("filter");
+    seccomp.set_listener_path(None);
+    let compiled = strata_seccomp::Filter::compile_for_runtime(&seccomp).expect("compile");
+    // SAFETY: the child only makes system calls and leaves through _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        let code = match compiled.load() {
+            Ok(Some(fd)) => match crate::notify::Listener::new(fd) {
+                Ok(listener) => match listener.set_sync_wake_up() {
+                    Ok(()) => 0,
+                    Err(_) => 3,
+                },
+                Err(_) => 2,
+            },
+            _ => 1,
+        };
+        // SAFETY: _exit ends the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waitpid writes the status of our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}"
+    );
+}
