@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use strata_e2e::Containerd;
 
-use crate::Runtime;
+use crate::rounds::{self, Failure};
+use crate::runtimes::Runtime;
 
 /// How long one `ctr run` may take before the benchmark gives up.
 pub const CTR_TIMEOUT: Duration = Duration::from_secs(120);
@@ -99,22 +100,22 @@ pub fn serial(
     runtimes: &[Runtime],
     warmup: usize,
     runs: usize,
-) -> Result<Vec<Vec<f64>>> {
-    for i in 0..warmup {
-        for rt in runtimes {
-            let t = run_once(c, rt.name, &format!("warm-{}-{i}", rt.label))?;
-            eprintln!("[start] warm-up {} {}/{warmup}: {t:.1} ms", rt.label, i + 1);
-        }
-    }
+    failures: &mut Vec<Failure>,
+) -> Vec<Vec<f64>> {
     let mut times = vec![Vec::with_capacity(runs); runtimes.len()];
-    for i in 0..runs {
-        for (rt, out) in runtimes.iter().zip(&mut times) {
-            let t = run_once(c, rt.name, &format!("lat-{}-{i}", rt.label))?;
-            eprintln!("[start] {} {}/{runs}: {t:.1} ms", rt.label, i + 1);
-            out.push(t);
+    rounds::interleaved(runtimes, warmup + runs, "start", failures, |i, rt, r| {
+        if r < warmup {
+            let t = run_once(c, &rt.name, &format!("warm-{}-{r}", rt.label))?;
+            eprintln!("[start] warm-up {} {}/{warmup}: {t:.1} ms", rt.label, r + 1);
+        } else {
+            let n = r - warmup;
+            let t = run_once(c, &rt.name, &format!("lat-{}-{n}", rt.label))?;
+            eprintln!("[start] {} {}/{runs}: {t:.1} ms", rt.label, n + 1);
+            times[i].push(t);
         }
-    }
-    Ok(times)
+        Ok(())
+    });
+    times
 }
 
 /// Starts `n` containers at once and returns the time in ms until the last
@@ -139,18 +140,18 @@ pub fn parallel(
     runtimes: &[Runtime],
     n: usize,
     rounds: usize,
-) -> Result<Vec<Vec<f64>>> {
+    failures: &mut Vec<Failure>,
+) -> Vec<Vec<f64>> {
     let mut times = vec![Vec::with_capacity(rounds); runtimes.len()];
-    for r in 0..rounds {
-        for (rt, out) in runtimes.iter().zip(&mut times) {
-            let t = burst(c, rt.name, &format!("par-{}-{r}", rt.label), n)?;
-            eprintln!(
-                "[parallel] {} round {}/{rounds}: {n} containers in {t:.1} ms",
-                rt.label,
-                r + 1
-            );
-            out.push(t);
-        }
-    }
-    Ok(times)
+    rounds::interleaved(runtimes, rounds, "parallel", failures, |i, rt, r| {
+        let t = burst(c, &rt.name, &format!("par-{}-{r}", rt.label), n)?;
+        eprintln!(
+            "[parallel] {} round {}/{rounds}: {n} containers in {t:.1} ms",
+            rt.label,
+            r + 1
+        );
+        times[i].push(t);
+        Ok(())
+    });
+    times
 }

@@ -1,21 +1,34 @@
-//! Start latency and shim memory of Strata's `native` class next to runc
-//! (`io.containerd.runc.v2`), measured in the same run against one private
-//! containerd (the end-to-end fixture of `strata-e2e`).
+//! Strata's isolation classes measured next to runc
+//! (`io.containerd.runc.v2`) in the same run against one private
+//! containerd (the end-to-end fixture of `strata-e2e`): start latency,
+//! system call costs, file and TCP throughput inside the container (with
+//! the `strata-probe` program of the test image), memory per container,
+//! density, and an isolation matrix.
 //!
 //! ```text
 //! cargo build --release -p strata-shim
 //! cargo run --release -p benchmarks -- [--quick] [--out DIR] [--runs N] [--shim PATH]
+//!                                      [--classes native,interpose,microvm]
 //! ```
 //!
 //! Needs root, containerd, runc and busybox-static, like the end-to-end
-//! tests. Progress goes to stderr; the Markdown report goes to stdout and,
-//! with the raw numbers as JSON, to `DIR/report.md` and `DIR/results.json`
-//! (by default `benchmarks/results/<YYYY-MM-DD-HHMMSS>/`).
+//! tests. A class whose first container fails to run is skipped, with the
+//! reason in the report. Progress goes to stderr; the Markdown report goes
+//! to stdout and, with the raw numbers as JSON and one SVG chart per group,
+//! to `DIR/<YYYY-MM-DD-HHMMSS>/` (`DIR` is `benchmarks/results` by
+//! default).
 
+mod charts;
+mod groups;
+mod isolation;
 mod latency;
 mod memory;
+mod metrics;
 mod report;
+mod rounds;
+mod runtimes;
 mod stats;
+mod workload;
 
 use std::ffi::OsString;
 use std::fs;
@@ -25,43 +38,43 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use strata_e2e::containerd::SHIM_NAME;
+use strata_e2e::containerd::{SHIM_CLASSES, SHIM_NAME};
 use strata_e2e::{Containerd, ContainerdOptions, HostSnapshot, RUNC};
 
-use crate::report::{Config, Host, Ratios, Results, RuntimeResults};
-use crate::stats::Summary;
-
-/// The runtime name that selects Strata's `native` class.
-const STRATA_NATIVE: &str = "io.containerd.strata-native.v2";
+use crate::metrics::{Collector, Key};
+use crate::report::{Config, Host, Results, RuntimeResults};
+use crate::workload::Plan;
 
 /// The runc shim's binary name.
 const RUNC_SHIM_NAME: &str = "containerd-shim-runc-v2";
 
-/// Untimed runs per runtime before the timed serial runs.
-const WARMUP: usize = 2;
+/// Untimed runs per runtime before the timed serial runs (full, quick).
+const WARMUP: (usize, usize) = (2, 1);
 
-/// Containers per parallel burst.
-const PARALLEL: usize = 20;
+/// Containers per parallel burst (full, quick).
+const PARALLEL: (usize, usize) = (20, 5);
+
+/// The full or the quick value of a `(full, quick)` pair.
+fn pick<T>(pair: (T, T), quick: bool) -> T {
+    if quick {
+        pair.1
+    } else {
+        pair.0
+    }
+}
 
 const USAGE: &str = "\
-usage: benchmarks [--quick] [--out DIR] [--runs N] [--shim PATH]
+usage: benchmarks [--quick] [--out DIR] [--runs N] [--shim PATH] [--classes LIST]
 
-  --quick       fewer runs: 5 serial, 1 parallel round, 3 idle containers
-  --out DIR     where to write report.md and results.json
-                (default: benchmarks/results/<YYYY-MM-DD-HHMMSS>/)
-  --runs N      timed serial runs per runtime (default 30, quick 5)
-  --shim PATH   the Strata shim binary
-                (default: target/release/containerd-shim-strata-v2)";
-
-/// A runtime under measurement.
-pub struct Runtime {
-    /// Short name for reports and container IDs.
-    pub label: &'static str,
-    /// containerd runtime name (`ctr run --runtime`).
-    pub name: &'static str,
-    /// Canonical path of its shim binary, to recognise its processes.
-    pub shim_exe: PathBuf,
-}
+  --quick         fewer and smaller runs per runtime: 3 serial starts, one
+                  burst of 5, one probe container, 10 idle containers
+  --out DIR       where to create the <YYYY-MM-DD-HHMMSS> result directory
+                  (default: benchmarks/results)
+  --runs N        timed serial start runs per runtime (default 30, quick 3)
+  --shim PATH     the Strata shim binary
+                  (default: target/release/containerd-shim-strata-v2)
+  --classes LIST  Strata classes to measure next to runc, comma-separated
+                  (default: native,interpose,microvm)";
 
 /// Command-line options.
 #[derive(Debug, Default, PartialEq)]
@@ -70,6 +83,7 @@ struct Args {
     out: Option<PathBuf>,
     runs: Option<usize>,
     shim: Option<PathBuf>,
+    classes: Option<Vec<String>>,
     help: bool,
 }
 
@@ -82,6 +96,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args> {
             Some("--quick") => out.quick = true,
             Some("--out") => out.out = Some(value()?.into()),
             Some("--shim") => out.shim = Some(value()?.into()),
+            Some("--classes") => {
+                let v = value()?;
+                let list = v
+                    .to_str()
+                    .with_context(|| format!("--classes takes class names, not {v:?}"))?;
+                out.classes = Some(runtimes::parse_classes(list)?);
+            }
             Some("--runs") => {
                 let v = value()?;
                 let n: usize = v
@@ -173,10 +194,97 @@ fn warn_leftovers(c: &Containerd, before: &HostSnapshot) {
     }
 }
 
+/// The measurement plan of a full or quick run.
+fn plan(quick: bool) -> Plan {
+    if quick {
+        Plan {
+            rounds: 1,
+            syscall_iterations: 10_000,
+            fileio_mib: 32,
+            tcp_seconds: 1.0,
+        }
+    } else {
+        Plan {
+            rounds: 5,
+            syscall_iterations: 50_000,
+            fileio_mib: 256,
+            tcp_seconds: 4.0,
+        }
+    }
+}
+
+/// Container counts at which memory is read.
+fn checkpoints(quick: bool) -> Vec<usize> {
+    if quick {
+        vec![1, 5, 10]
+    } else {
+        vec![1, 10, 20, 30, 40, 50]
+    }
+}
+
+/// MiB in `kib`.
+fn mib(kib: f64) -> f64 {
+    kib / 1024.0
+}
+
+/// Adds the memory metrics of `m` to `col`: per-container host memory and
+/// the density slopes.
+fn memory_metrics(col: &mut Collector, m: &memory::MemoryResult) {
+    let key = |name| Key {
+        group: "memory",
+        name,
+        unit: "MiB",
+        higher_is_better: false,
+    };
+    col.extend(
+        key("Rss per container"),
+        m.containers.iter().map(|c| mib(c.rss_kib as f64)),
+    );
+    col.extend(
+        key("Pss per container"),
+        m.containers.iter().map(|c| mib(c.pss_kib as f64)),
+    );
+    col.extend(
+        key("Anonymous per container"),
+        m.containers.iter().map(|c| mib(c.anon_kib as f64)),
+    );
+    col.extend(
+        Key {
+            unit: "processes",
+            ..key("host processes per container")
+        },
+        m.containers.iter().map(|c| c.processes.len() as f64),
+    );
+    for (name, _, f) in memory::DENSITY_MEASURES {
+        let pts: Vec<(f64, f64)> = m
+            .density
+            .iter()
+            .map(|p| (p.containers as f64, mib(f(p))))
+            .collect();
+        if let Some(s) = memory::slope(&pts) {
+            col.push(
+                Key {
+                    group: "density",
+                    name,
+                    unit: "MiB",
+                    higher_is_better: false,
+                },
+                s,
+            );
+        }
+    }
+}
+
 fn run(args: Args) -> Result<()> {
-    let runs = args.runs.unwrap_or(if args.quick { 5 } else { 30 });
-    let rounds = if args.quick { 1 } else { 3 };
-    let idle = if args.quick { 3 } else { 10 };
+    let runs = args.runs.unwrap_or(pick((30, 3), args.quick));
+    let rounds = pick((3, 1), args.quick);
+    let warmup = pick(WARMUP, args.quick);
+    let parallel_containers = pick(PARALLEL, args.quick);
+    let plan = plan(args.quick);
+    let checkpoints = checkpoints(args.quick);
+    let classes = args
+        .classes
+        .unwrap_or_else(|| SHIM_CLASSES.iter().map(|c| c.to_string()).collect());
 
     let shim = args.shim.unwrap_or_else(default_shim);
     ensure!(
@@ -189,36 +297,27 @@ fn run(args: Args) -> Result<()> {
         fs::canonicalize(&shim).with_context(|| format!("resolving {}", shim.display()))?;
     let runc_exe = find_in_path(RUNC_SHIM_NAME)?;
     let (stamp, date) = now()?;
-    let out = args.out.unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("results")
-            .join(&stamp)
-    });
+    let out = args
+        .out
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results"))
+        .join(&stamp);
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let host = Host::collect();
     let config = Config {
         quick: args.quick,
+        classes: classes.clone(),
         runs,
-        warmup: WARMUP,
-        parallel_containers: PARALLEL,
+        warmup,
+        parallel_containers,
         parallel_rounds: rounds,
-        memory_containers: idle,
+        workload_rounds: plan.rounds,
+        syscall_iterations: plan.syscall_iterations,
+        fileio_mib: plan.fileio_mib,
+        tcp_seconds: plan.tcp_seconds,
+        density_checkpoints: checkpoints.clone(),
         strata_shim: strata_exe.display().to_string(),
         runc_shim: runc_exe.display().to_string(),
         revision: revision(),
     };
-    let runtimes = [
-        Runtime {
-            label: "runc",
-            name: RUNC,
-            shim_exe: runc_exe,
-        },
-        Runtime {
-            label: "strata",
-            name: STRATA_NATIVE,
-            shim_exe: strata_exe,
-        },
-    ];
 
     eprintln!("starting a private containerd with {}", shim.display());
     let c = Containerd::start_with(ContainerdOptions {
@@ -227,42 +326,76 @@ fn run(args: Args) -> Result<()> {
         ..ContainerdOptions::new(RUNC)
     })?;
     let before = c.snapshot();
-    let start = latency::serial(&c, &runtimes, WARMUP, runs)?;
-    let parallel = latency::parallel(&c, &runtimes, PARALLEL, rounds)?;
-    let memory = runtimes
-        .iter()
-        .map(|rt| memory::measure(&c, rt, idle))
-        .collect::<Result<Vec<_>>>()?;
+    let (runtimes, skipped) = runtimes::select(&c, &classes)?;
+    let mut cols: Vec<Collector> = runtimes.iter().map(|_| Collector::default()).collect();
+    let mut failures = Vec::new();
+
+    let start = latency::serial(&c, &runtimes, warmup, runs, &mut failures);
+    let parallel = latency::parallel(&c, &runtimes, parallel_containers, rounds, &mut failures);
+    let burst = format!("{parallel_containers} at once");
+    for ((col, s), p) in cols.iter_mut().zip(start).zip(parallel) {
+        let key = Key {
+            group: "start",
+            name: "serial",
+            unit: "ms",
+            higher_is_better: false,
+        };
+        col.extend(key, s);
+        col.extend(
+            Key {
+                name: &burst,
+                ..key
+            },
+            p,
+        );
+    }
+    let isolation = workload::measure(&c, &runtimes, &mut cols, &plan, &mut failures)?;
+    let mut memories = vec![memory::MemoryResult::default(); runtimes.len()];
+    rounds::interleaved(&runtimes, 1, "memory", &mut failures, |i, rt, _| {
+        memories[i] = memory::measure(&c, rt, &checkpoints)?;
+        Ok(())
+    });
+    for (col, m) in cols.iter_mut().zip(&memories) {
+        memory_metrics(col, m);
+    }
     warn_leftovers(&c, &before);
     drop(c);
 
-    let results: Vec<RuntimeResults> = runtimes
+    let mut results: Vec<RuntimeResults> = runtimes
         .iter()
-        .zip(start)
-        .zip(parallel)
-        .zip(memory)
-        .map(|(((rt, start_ms), parallel_ms), memory)| {
-            Ok(RuntimeResults {
-                label: rt.label.to_owned(),
-                runtime: rt.name.to_owned(),
-                start: Summary::of(&start_ms).context("no start times")?,
-                start_ms,
-                parallel: Summary::of(&parallel_ms).context("no parallel times")?,
-                parallel_ms,
-                memory,
-            })
+        .zip(cols)
+        .zip(memories)
+        .zip(isolation)
+        .map(|(((rt, col), memory), isolation)| RuntimeResults {
+            label: rt.label.clone(),
+            runtime: rt.name.clone(),
+            metrics: col.finish(),
+            memory,
+            isolation,
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    if let Some((runc, others)) = results.split_first_mut() {
+        for o in others {
+            metrics::set_ratios(&runc.metrics, &mut o.metrics);
+        }
+    }
+    let charts = charts::write_all(&results, &out)?;
     let results = Results {
         date,
-        host,
+        host: Host::collect(),
         config,
-        ratios: Ratios::of(&results[1], &results[0]),
+        skipped,
+        failures,
         runtimes: results,
+        charts,
     };
     let md = report::write(&results, &out)?;
     println!("{md}");
-    eprintln!("wrote {}/report.md and results.json", out.display());
+    eprintln!(
+        "wrote {}/report.md, results.json and {} chart(s)",
+        out.display(),
+        results.charts.len()
+    );
     Ok(())
 }
 
@@ -298,8 +431,23 @@ mod tests {
     #[test]
     fn arguments() {
         assert_eq!(parse(&[]).unwrap(), Args::default());
-        let a = parse(&["--quick", "--out", "/tmp/o", "--runs", "7", "--shim", "/s"]).unwrap();
+        let a = parse(&[
+            "--quick",
+            "--out",
+            "/tmp/o",
+            "--runs",
+            "7",
+            "--shim",
+            "/s",
+            "--classes",
+            "native,microvm",
+        ])
+        .unwrap();
         assert!(a.quick);
+        assert_eq!(
+            a.classes,
+            Some(vec!["native".to_owned(), "microvm".to_owned()])
+        );
         assert_eq!(a.out, Some(PathBuf::from("/tmp/o")));
         assert_eq!(a.runs, Some(7));
         assert_eq!(a.shim, Some(PathBuf::from("/s")));
@@ -307,5 +455,6 @@ mod tests {
         assert!(parse(&["--runs", "0"]).is_err());
         assert!(parse(&["--out"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--classes", "nope"]).is_err());
     }
 }

@@ -10,8 +10,12 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::groups::{Group, GROUPS};
+use crate::isolation::Check;
 use crate::memory::MemoryResult;
-use crate::stats::Summary;
+use crate::metrics::{self, Metric};
+use crate::rounds::Failure;
+use crate::runtimes::Skipped;
 
 /// The machine and software the numbers were measured on.
 #[derive(Debug, Clone, Serialize)]
@@ -85,9 +89,11 @@ impl Host {
 /// How the run was set up.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
-    /// Quick mode (fewer runs).
+    /// Quick mode (fewer and smaller runs).
     pub quick: bool,
-    /// Timed serial runs per runtime.
+    /// Strata classes asked for with `--classes`.
+    pub classes: Vec<String>,
+    /// Timed serial start runs per runtime.
     pub runs: usize,
     /// Untimed warm-up runs per runtime before them.
     pub warmup: usize,
@@ -95,8 +101,17 @@ pub struct Config {
     pub parallel_containers: usize,
     /// Parallel bursts per runtime.
     pub parallel_rounds: usize,
-    /// Idle containers per runtime for the memory measurement.
-    pub memory_containers: usize,
+    /// Probe containers per runtime (each runs every in-container
+    /// measurement).
+    pub workload_rounds: usize,
+    /// Iterations of the cheap system calls per probe run.
+    pub syscall_iterations: u64,
+    /// MiB written and read per file measurement.
+    pub fileio_mib: u64,
+    /// Seconds per TCP probe run.
+    pub tcp_seconds: f64,
+    /// Container counts at which memory is read.
+    pub density_checkpoints: Vec<usize>,
     /// The Strata shim binary.
     pub strata_shim: String,
     /// The runc shim binary.
@@ -108,49 +123,16 @@ pub struct Config {
 /// Everything measured for one runtime.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuntimeResults {
-    /// Short name (`runc`, `strata`).
+    /// Short name (`runc`, or the Strata class).
     pub label: String,
     /// containerd runtime name.
     pub runtime: String,
-    /// Serial start latencies in ms, in the order measured.
-    pub start_ms: Vec<f64>,
-    /// Summary of `start_ms`.
-    pub start: Summary,
-    /// Parallel burst times in ms, in the order measured.
-    pub parallel_ms: Vec<f64>,
-    /// Summary of `parallel_ms`.
-    pub parallel: Summary,
-    /// Shim memory.
+    /// Every metric, grouped as in [`GROUPS`].
+    pub metrics: Vec<Metric>,
+    /// Per-container memory and the density curve.
     pub memory: MemoryResult,
-}
-
-/// Strata's numbers divided by runc's.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Ratios {
-    /// Median serial start latency.
-    pub start_median: f64,
-    /// Median parallel burst time.
-    pub parallel_median: f64,
-    /// Shim `Rss` per container.
-    pub rss: f64,
-    /// Shim `Pss` per container.
-    pub pss: f64,
-    /// Shim `Anonymous` per container.
-    pub anon: f64,
-}
-
-impl Ratios {
-    /// `strata / runc` for each headline number.
-    pub fn of(strata: &RuntimeResults, runc: &RuntimeResults) -> Self {
-        let (s, r) = (&strata.memory.per_container, &runc.memory.per_container);
-        Self {
-            start_median: strata.start.median / runc.start.median,
-            parallel_median: strata.parallel.median / runc.parallel.median,
-            rss: s.rss_kib / r.rss_kib,
-            pss: s.pss_kib / r.pss_kib,
-            anon: s.anon_kib / r.anon_kib,
-        }
-    }
+    /// The isolation checks.
+    pub isolation: Vec<Check>,
 }
 
 /// The complete results of one run, as written to `results.json`.
@@ -162,14 +144,181 @@ pub struct Results {
     pub host: Host,
     /// How it was set up.
     pub config: Config,
-    /// runc first, then Strata.
+    /// Classes that were asked for but could not run here.
+    pub skipped: Vec<Skipped>,
+    /// Measurements that failed on a runtime that otherwise ran.
+    pub failures: Vec<Failure>,
+    /// runc first, then the Strata classes that ran.
     pub runtimes: Vec<RuntimeResults>,
-    /// Strata relative to runc.
-    pub ratios: Ratios,
+    /// The chart files written next to the report.
+    pub charts: Vec<String>,
 }
 
-fn mib(kib: f64) -> f64 {
-    kib / 1024.0
+/// A number with as many decimals as its size deserves.
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// What a group's numbers are and how they were taken.
+fn description(g: &Group, c: &Config) -> String {
+    match g.id {
+        "start" => format!(
+            "Wall time of `ctr run --rm --runtime RUNTIME IMAGE ID true`: `serial` \
+             is one container at a time ({} runs per runtime after {} warm-up \
+             runs, interleaved); `{} at once` is the time until all of {} \
+             concurrent runs have exited ({} round(s) per runtime).",
+            c.runs, c.warmup, c.parallel_containers, c.parallel_containers, c.parallel_rounds
+        ),
+        "syscalls" => format!(
+            "`strata-probe syscalls --iterations {}` in each of {} probe \
+             container(s) per runtime: nanoseconds per operation (getppid as a raw syscall; \
+             openat+close and stat of a file of the image; pread/pwrite of 4 KiB \
+             on a file in /tmp; anonymous mmap of 4 KiB, touched and unmapped; a \
+             one-byte pipe round trip to a child process; fork, exec of \
+             /bin/true and wait).",
+            c.syscall_iterations, c.workload_rounds
+        ),
+        "fileio" => format!(
+            "`strata-probe fileio --size {}`: sequential 1 MiB writes with a final \
+             fsync, then reads after dropping the file's cached pages where the \
+             file system allows, in /tmp of the container's root file system \
+             (overlay) and on a tmpfs mounted into the container; {} probe \
+             container(s) per runtime.",
+            c.fileio_mib, c.workload_rounds
+        ),
+        "tcp" => format!(
+            "`strata-probe tcp --seconds {}`: client and server in the container \
+             over its loopback, half the time bulk transfer in 128 KiB writes, half \
+             64-byte requests each answered before the next; {} probe \
+             container(s) per runtime.",
+            c.tcp_seconds, c.workload_rounds
+        ),
+        "memory" => format!(
+            "{} idle `sleep` containers per runtime. Per container, the \
+             processes the runtime runs on the host for it outside the container's \
+             cgroup (the shim, and a VMM or supervisor where the class has one): \
+             `Rss`, `Pss` and `Anonymous` from `/proc/PID/smaps_rollup`, in MiB; \
+             the spread is over the containers. `Pss` splits shared pages (such as \
+             the shim's code) among the processes mapping them.",
+            c.density_checkpoints.iter().max().copied().unwrap_or(0)
+        ),
+        "density" => format!(
+            "Idle containers started up to five at a time; at {:?} containers, the growth \
+             of the host's used memory (`MemTotal - MemAvailable`) since before the \
+             first one, and the memory attributable to the containers (their host \
+             processes' `Pss` plus their cgroups' memory). The rows are the \
+             least-squares slopes in MiB per container; the curve is in the \
+             chart. Host growth includes kernel memory but also whatever else the \
+             machine did meanwhile.",
+            c.density_checkpoints
+        ),
+        _ => String::new(),
+    }
+}
+
+/// The table of one group: a row per metric, a column per runtime
+/// (median and p10–p90) and one per Strata class relative to runc.
+fn group_table(s: &mut String, g: &Group, r: &Results) {
+    let Some(base) = r.runtimes.first() else {
+        return;
+    };
+    let names = metrics::of_group(r.runtimes.iter().map(|rt| rt.metrics.as_slice()), g.id);
+    let others = &r.runtimes[1..];
+    let mut head = "| metric | unit |".to_owned();
+    let mut rule = "| --- | --- |".to_owned();
+    for rt in &r.runtimes {
+        let _ = write!(head, " {} median (p10–p90) |", rt.label);
+        rule.push_str(" --: |");
+    }
+    for rt in others {
+        let _ = write!(head, " {}/{} |", rt.label, base.label);
+        rule.push_str(" --: |");
+    }
+    let _ = writeln!(s, "{head}\n{rule}");
+    for m in names {
+        let _ = write!(s, "| {} | {} |", m.name, m.unit);
+        let find = |rt: &RuntimeResults| {
+            rt.metrics
+                .iter()
+                .find(|x| x.group == m.group && x.name == m.name)
+                .cloned()
+        };
+        for rt in &r.runtimes {
+            match find(rt) {
+                Some(x) if x.summary.n > 1 => {
+                    let t = &x.summary;
+                    let _ = write!(s, " {} ({}–{}) |", num(t.median), num(t.p10), num(t.p90));
+                }
+                Some(x) => {
+                    let _ = write!(s, " {} |", num(x.summary.median));
+                }
+                None => s.push_str(" – |"),
+            }
+        }
+        for rt in others {
+            match find(rt).and_then(|x| x.ratio_to_runc) {
+                Some(q) => {
+                    let _ = write!(s, " **{q:.2}** |");
+                }
+                None => s.push_str(" – |"),
+            }
+        }
+        s.push('\n');
+    }
+    s.push('\n');
+}
+
+/// The isolation matrix: a row per check, a column per runtime.
+fn isolation_table(s: &mut String, r: &Results) {
+    let mut probes: Vec<&str> = Vec::new();
+    for c in r.runtimes.iter().flat_map(|rt| &rt.isolation) {
+        if !probes.contains(&c.probe.as_str()) {
+            probes.push(&c.probe);
+        }
+    }
+    let _ = writeln!(s, "## Isolation\n");
+    let _ = writeln!(
+        s,
+        "`strata-probe isolation` run by the container's shell, so PID 1 is \
+         another process. A system call counts as blocked when it fails with \
+         EPERM, EACCES or ENOSYS, as allowed when it succeeds or fails only on \
+         its arguments. `hidden_path` looks for this containerd's config file \
+         on the host; `denied_connect` connects to a listener on the host's \
+         loopback; `host_processes` is allowed when kernel threads are \
+         visible.\n"
+    );
+    let mut head = "| check |".to_owned();
+    let mut rule = "| --- |".to_owned();
+    for rt in &r.runtimes {
+        let _ = write!(head, " {} |", rt.label);
+        rule.push_str(" --- |");
+    }
+    let _ = writeln!(s, "{head}\n{rule}");
+    for probe in probes {
+        let _ = write!(s, "| {probe} |");
+        for rt in &r.runtimes {
+            let cell = rt
+                .isolation
+                .iter()
+                .find(|c| c.probe == probe)
+                .map(|c| match (c.result.as_str(), &c.errno) {
+                    ("info" | "skipped", _) => format!("{}: {}", c.result, c.detail),
+                    (res, Some(e)) => format!("{res} ({e})"),
+                    (res, None) => res.to_owned(),
+                })
+                .unwrap_or_else(|| "–".to_owned());
+            let _ = write!(s, " {} |", cell.replace('|', "/"));
+        }
+        s.push('\n');
+    }
+    s.push('\n');
 }
 
 /// Renders the Markdown report.
@@ -177,9 +326,8 @@ pub fn markdown(r: &Results) -> String {
     let c = &r.config;
     let h = &r.host;
     let mut s = String::new();
-    let name = |rt: &RuntimeResults| format!("{} (`{}`)", rt.label, rt.runtime);
     // Writing to a String cannot fail.
-    let _ = writeln!(s, "# Strata and runc: start latency and shim memory\n");
+    let _ = writeln!(s, "# Strata next to runc: isolation classes measured\n");
     let _ = writeln!(s, "- Date: {}", r.date);
     let _ = writeln!(s, "- Kernel: {} (`uname -r`)", h.kernel);
     let _ = writeln!(s, "- CPU: {}, {} cores", h.cpu_model, h.cores);
@@ -193,108 +341,62 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(s, "- Mode: {}\n", if c.quick { "quick" } else { "full" });
     let _ = writeln!(
         s,
-        "Both runtimes ran in the same run against one private containerd with \
-         the busybox test image; Strata ran its `native` class. Measurements \
-         alternate between the runtimes so that drift of the machine affects \
-         both alike.\n"
+        "Every runtime ran in the same run against one private containerd with \
+         the busybox test image (which carries `/usr/bin/strata-probe`), each \
+         Strata class through its class-named shim \
+         (`io.containerd.strata-<class>.v2`). Measurements alternate between \
+         the runtimes so that drift of the machine affects all alike. Ratios \
+         are medians relative to runc's: below 1 is less time or memory, above \
+         1 more throughput where higher is better.\n"
     );
-
-    let _ = writeln!(s, "## Start latency\n");
-    let _ = writeln!(
-        s,
-        "Wall time of `ctr run --rm --runtime RUNTIME IMAGE ID true`, one \
-         container at a time: {} runs per runtime, interleaved, after {} \
-         warm-up runs each.\n",
-        c.runs, c.warmup
-    );
-    let _ = writeln!(
-        s,
-        "| runtime | runs | median (ms) | p10 (ms) | p90 (ms) | min (ms) | max (ms) |"
-    );
-    let _ = writeln!(s, "| --- | --: | --: | --: | --: | --: | --: |");
+    let _ = writeln!(s, "## Classes\n");
+    let _ = writeln!(s, "| class | runtime | status |\n| --- | --- | --- |");
     for rt in &r.runtimes {
-        let t = &rt.start;
+        let _ = writeln!(s, "| {} | `{}` | measured |", rt.label, rt.runtime);
+    }
+    for k in &r.skipped {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            name(rt),
-            t.n,
-            t.median,
-            t.p10,
-            t.p90,
-            t.min,
-            t.max
+            "| {} | `{}` | skipped: {} |",
+            k.label,
+            k.runtime,
+            k.reason.replace('|', "/")
         );
     }
-    let _ = writeln!(
-        s,
-        "\nstrata/runc, medians: **{:.2}**\n",
-        r.ratios.start_median
-    );
-
-    let _ = writeln!(s, "## Parallel start\n");
-    let _ = writeln!(
-        s,
-        "{} containers started at once (concurrent `ctr run --rm … true`), \
-         time until all have exited: {} round(s) per runtime, interleaved.\n",
-        c.parallel_containers, c.parallel_rounds
-    );
-    let _ = writeln!(
-        s,
-        "| runtime | rounds | median (ms) | min (ms) | max (ms) |"
-    );
-    let _ = writeln!(s, "| --- | --: | --: | --: | --: |");
-    for rt in &r.runtimes {
-        let t = &rt.parallel;
-        let _ = writeln!(
-            s,
-            "| {} | {} | {:.1} | {:.1} | {:.1} |",
-            name(rt),
-            t.n,
-            t.median,
-            t.min,
-            t.max
-        );
+    s.push('\n');
+    if !r.failures.is_empty() {
+        let _ = writeln!(s, "## Failed measurements\n");
+        let _ = writeln!(s, "| runtime | measurement | error |\n| --- | --- | --- |");
+        for f in &r.failures {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                f.label,
+                f.measurement,
+                f.error.replace('|', "/").replace('\n', " ")
+            );
+        }
+        s.push('\n');
     }
-    let _ = writeln!(
-        s,
-        "\nstrata/runc, medians: **{:.2}**\n",
-        r.ratios.parallel_median
-    );
-
-    let _ = writeln!(s, "## Shim memory\n");
-    let _ = writeln!(
-        s,
-        "{} idle `sleep 1000` containers per runtime. For each shim server \
-         process, `Rss`, `Pss` and `Anonymous` from `/proc/PID/smaps_rollup`, \
-         summed over the runtime's shims and divided by the number of \
-         containers. `Pss` splits shared pages (such as the shim's code) among \
-         the processes mapping them.\n",
-        c.memory_containers
-    );
-    let _ = writeln!(
-        s,
-        "| runtime | containers | shim processes | Rss/container (MiB) | Pss/container (MiB) | Anonymous/container (MiB) |"
-    );
-    let _ = writeln!(s, "| --- | --: | --: | --: | --: | --: |");
-    for rt in &r.runtimes {
-        let m = &rt.memory;
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} |",
-            name(rt),
-            m.containers,
-            m.shims.len(),
-            mib(m.per_container.rss_kib),
-            mib(m.per_container.pss_kib),
-            mib(m.per_container.anon_kib)
-        );
+    for g in &GROUPS {
+        let _ = writeln!(s, "## {}\n", g.title);
+        let _ = writeln!(s, "{}\n", description(g, c));
+        group_table(&mut s, g, r);
+        if g.id == "density" {
+            for rt in &r.runtimes {
+                if let Some(why) = &rt.memory.stopped_early {
+                    let _ = writeln!(s, "{}: {why}.\n", rt.label);
+                }
+            }
+        }
+        if r.charts.iter().any(|f| f == &format!("{}.svg", g.id)) {
+            let _ = writeln!(s, "![{}]({}.svg)\n", g.title, g.id);
+        }
     }
-    let _ = writeln!(
-        s,
-        "\nstrata/runc: Rss **{:.2}**, Pss **{:.2}**, Anonymous **{:.2}**",
-        r.ratios.rss, r.ratios.pss, r.ratios.anon
-    );
+    isolation_table(&mut s, r);
+    if r.charts.iter().any(|f| f == "isolation.svg") {
+        let _ = writeln!(s, "![Isolation](isolation.svg)\n");
+    }
     s
 }
 
@@ -308,4 +410,16 @@ pub fn write(r: &Results, dir: &Path) -> Result<String> {
     text.push('\n');
     fs::write(&json, text).with_context(|| format!("writing {}", json.display()))?;
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(num(1234.56), "1235");
+        assert_eq!(num(12.345), "12.3");
+        assert_eq!(num(0.1234), "0.12");
+    }
 }
