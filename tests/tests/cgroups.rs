@@ -511,7 +511,9 @@ fn metrics(c: &Containerd) {
 
 /// With a 32 MiB limit, a child that needs 64 MiB is OOM-killed: the shim
 /// publishes `/tasks/oom` for the container, the init goes on (`after`)
-/// and its exit is reported.
+/// and its exit is reported. The child marks itself the OOM killer's first
+/// choice (raising `oom_score_adj` needs no privilege), so the victim is
+/// never the init shell.
 fn oom_event(c: &Containerd) {
     let id = "oomer";
     let watcher = c.watch_events().unwrap();
@@ -522,7 +524,7 @@ fn oom_event(c: &Containerd) {
                 [
                     "sh",
                     "-c",
-                    "head -c 64m /dev/zero | tail > /dev/null; echo after",
+                    "sh -c 'echo 1000 > /proc/self/oom_score_adj; head -c 64m /dev/zero | tail > /dev/null'; echo after",
                 ],
             )
             .memory_limit(32 << 20),
