@@ -228,10 +228,13 @@ fn exec_lifecycles(c: &Containerd) {
     let deadline = Instant::now() + SETTLE;
     let mut after = counts();
     // runc's shim is a Go program whose runtime keeps the OS threads it
-    // created; for it only the descriptors are expected back.
-    let check_threads = strata_e2e::containerd::is_strata(c.runtime());
-    while (after.0 != before.0 || (check_threads && after.1 > before.1))
-        && Instant::now() < deadline
+    // created, and now and then one descriptor it opened along with one of
+    // them; for it only the descriptors are expected back, give or take
+    // that one. Strata's shim gets no slack.
+    let strata = strata_e2e::containerd::is_strata(c.runtime());
+    let (check_threads, fd_slack) = if strata { (true, 0) } else { (false, 1) };
+    let fds_back = |after: usize| after >= before.0 && after <= before.0 + fd_slack;
+    while (!fds_back(after.0) || (check_threads && after.1 > before.1)) && Instant::now() < deadline
     {
         thread::sleep(Duration::from_millis(200));
         after = counts();
@@ -240,7 +243,12 @@ fn exec_lifecycles(c: &Containerd) {
         "{EXECS} sequential execs ({}) took {took:?}; shim (fds, threads) {before:?} before, {after:?} after",
         c.runtime()
     );
-    assert_eq!(after.0, before.0, "the shim's open descriptors changed");
+    assert!(
+        fds_back(after.0),
+        "the shim's open descriptors changed from {} to {}",
+        before.0,
+        after.0
+    );
     if check_threads {
         assert!(
             after.1 <= before.1,
