@@ -27,8 +27,10 @@ use serde_json::Value;
 /// How long one `strata` command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The parent cgroup of every test container.
-pub const CGROUP_PARENT: &str = "strata-cli-test";
+/// The prefix of each fixture's own top-level cgroup. Fixtures share no
+/// parent cgroup: one fixture removing a shared parent as it finishes
+/// would race with another creating its cgroup below it.
+pub const CGROUP_PREFIX: &str = "strata-cli-test";
 
 /// The `strata` binary under test.
 pub fn strata_bin() -> &'static str {
@@ -182,8 +184,8 @@ pub struct Fixture {
     pub root: PathBuf,
     /// The bundle directory.
     pub bundle: PathBuf,
-    /// The cgroup parent path of this test's containers (under
-    /// [`CGROUP_PARENT`]).
+    /// The cgroup parent path of this test's containers, its own
+    /// top-level cgroup (named with [`CGROUP_PREFIX`]).
     pub cgroup: String,
     pids: std::sync::Mutex<BTreeSet<i32>>,
     ids: std::sync::Mutex<BTreeSet<String>>,
@@ -208,7 +210,7 @@ impl Fixture {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let fx = Fixture {
-            cgroup: format!("/{CGROUP_PARENT}/{unique}"),
+            cgroup: format!("/{CGROUP_PREFIX}-{unique}"),
             dir,
             root,
             bundle,
@@ -429,7 +431,6 @@ impl Fixture {
         {
             let dir = parent.path().join(self.cgroup.trim_start_matches('/'));
             let _ = std::fs::remove_dir(&dir);
-            let _ = std::fs::remove_dir(parent.path().join(CGROUP_PARENT));
         }
         let prefix = self.dir.path().to_string_lossy().into_owned();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
