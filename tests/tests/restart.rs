@@ -108,12 +108,13 @@ fn containerd_restart(c: &Containerd) {
     assert_eq!(c.delete_task(short).unwrap(), 5);
     c.delete_container(short).unwrap();
 
-    // The running container still works through the reconnected shim.
+    // The running container still works through the reconnected shim. The
+    // exit code carries the proof: `ctr` itself sometimes drops an exec's
+    // output under load, with either runtime.
     let out = c
-        .exec(long, "after-restart", &["sh", "-c", "echo still-here"])
+        .exec(long, "after-restart", &["sh", "-c", "exit 7"])
         .unwrap();
-    assert_code(&out, 0);
-    assert_eq!(out.stdout, "still-here\n", "{out}");
+    assert_code(&out, 7);
     assert_alive("after the exec", &shims[..1]);
     c.kill(long, Some("SIGKILL"), false).unwrap().ok().unwrap();
     c.wait_status(long, "STOPPED", WAIT).unwrap();
