@@ -57,6 +57,11 @@ pub const STRATA: &str = "io.containerd.strata.v2";
 /// Strata's shim under the name that selects the embedded `interpose` class.
 pub const STRATA_INTERPOSE: &str = "io.containerd.strata-interpose.v2";
 
+/// Strata's shim under the name that selects the embedded `microvm` class:
+/// each container in a VM of its own (QEMU under TCG on a host without
+/// hardware virtualization).
+pub const STRATA_MICROVM: &str = "io.containerd.strata-microvm.v2";
+
 /// Annotation that selects Strata's runtime class.
 pub const RUNTIME_CLASS_ANNOTATION: &str = "io.strata.runtime-class";
 
@@ -81,7 +86,8 @@ pub fn assert_code(out: &CmdOutput, code: i32) {
 
 /// Instantiates each named case (`fn case(c: &Containerd)`) as a module
 /// with two tests: `runc` and `strata`; with `interpose:` before the list,
-/// a third, `interpose`, runs the case on Strata's interpose class.
+/// a third, `interpose`, runs the case on Strata's interpose class; with
+/// `every_class:`, a fourth, `microvm`, runs it on the microvm class too.
 ///
 /// ```ignore
 /// fn echo(c: &Containerd) { /* ... */ }
@@ -92,6 +98,16 @@ pub fn assert_code(out: &CmdOutput, code: i32) {
 /// ```
 #[macro_export]
 macro_rules! runtime_tests {
+    (every_class: $($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                $crate::runtime_test!($case, runc, RUNC);
+                $crate::runtime_test!($case, strata, STRATA);
+                $crate::runtime_test!($case, interpose, STRATA_INTERPOSE);
+                $crate::runtime_test!($case, microvm, STRATA_MICROVM);
+            }
+        )*
+    };
     (interpose: $($case:ident),* $(,)?) => {
         $(
             mod $case {

@@ -37,7 +37,10 @@ fn lifecycles(runtime: &str) -> usize {
             .unwrap_or_else(|_| panic!("STRATA_LIFECYCLES={v:?} is not a count")),
         Err(_) => DEFAULT_LIFECYCLES,
     };
-    if runtime == strata_e2e::STRATA_INTERPOSE {
+    if runtime == strata_e2e::STRATA_MICROVM {
+        // Each lifecycle boots and ends a VM.
+        n.div_ceil(50)
+    } else if runtime == strata_e2e::STRATA_INTERPOSE {
         // Each lifecycle also starts and ends a supervisor.
         n.div_ceil(5)
     } else if strata_e2e::containerd::is_strata(runtime) {
@@ -260,4 +263,4 @@ fn exec_lifecycles(c: &Containerd) {
     assert_eq!(c.remove(id).unwrap(), 137);
 }
 
-runtime_tests!(interpose: container_lifecycles, exec_lifecycles);
+runtime_tests!(every_class: container_lifecycles, exec_lifecycles);

@@ -1,7 +1,9 @@
 //! Workloads that misbehave: a fork bomb stays within its pids limit while
 //! a neighbour container still runs; a process filling a size-limited tmpfs
 //! gets ENOSPC and the host is unaffected; a container that ignores SIGTERM
-//! survives `ctr task kill` and dies of SIGKILL.
+//! survives `ctr task kill` and dies of SIGKILL. In a microVM, the bomb
+//! meets the limit the guest kernel enforces and a full root filesystem is
+//! the guest's ext4 image, of a fixed size on the host.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -211,4 +213,123 @@ fn ignores_sigterm(c: &Containerd) {
     c.delete_container(id).unwrap();
 }
 
-runtime_tests!(interpose: fork_bomb, tmpfs_full, ignores_sigterm);
+runtime_tests!(interpose: fork_bomb);
+runtime_tests!(every_class: tmpfs_full, ignores_sigterm);
+
+/// How long a microVM container may take to boot and start.
+const VM_WAIT: Duration = Duration::from_secs(90);
+
+/// The value of `key` in `ctr tasks metrics` of task `id` (the usage of
+/// the container's cgroup; on the microvm class, the guest's).
+fn metric(c: &Containerd, id: &str, key: &str) -> u64 {
+    let out = c.ctr(&["tasks", "metrics", id]).unwrap();
+    assert_code(&out, 0);
+    out.stdout
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(key)).then(|| words.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no {key} in the metrics of {id}: {out}"))
+}
+
+/// The fork bomb of [`fork_bomb`] inside a microVM: the guest kernel holds
+/// it to the container's pids limit (the task's metrics come from its
+/// cgroup in the guest: the limit is set, the count reaches it and never
+/// passes it), and meanwhile a neighbour container boots and echoes.
+fn guest_fork_bomb(c: &Containerd) {
+    let id = "vm-bomb";
+    let mut spec = c
+        .spec_for(id, &["sh", "-c", "b() { b | b & }; b & exec sleep 1000"])
+        .unwrap();
+    spec["linux"]["resources"]["pids"] = json!({ "limit": PIDS_LIMIT });
+    c.run_detached_with_spec(c.runtime(), id, &spec).unwrap();
+    c.wait_status(id, "RUNNING", VM_WAIT).unwrap();
+    assert_eq!(metric(c, id, "pids.limit"), PIDS_LIMIT);
+
+    let mut peak = 0;
+    let check = |peak: &mut u64| {
+        let current = metric(c, id, "pids.current");
+        *peak = (*peak).max(current);
+        assert!(
+            current <= PIDS_LIMIT,
+            "the bomb has {current} processes, over the limit of {PIDS_LIMIT}"
+        );
+    };
+    let start = Instant::now();
+    while start.elapsed() < 3 * BOMB_TIME {
+        check(&mut peak);
+        thread::sleep(Duration::from_millis(100));
+    }
+    let out = c
+        .run(&RunOptions::new("vm-neighbour", ["echo", "neighbour-ok"]))
+        .unwrap();
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, "neighbour-ok\n", "{out}");
+    check(&mut peak);
+    eprintln!("fork bomb in a microVM: peak {peak} processes");
+    assert!(
+        peak + 4 >= PIDS_LIMIT,
+        "the bomb never came near its limit of {PIDS_LIMIT} (peak {peak})"
+    );
+    assert_eq!(c.remove(id).unwrap(), 137);
+}
+
+/// A microVM container that fills its root filesystem gets ENOSPC from
+/// the guest's ext4; the host holds no more than the disk image's fixed
+/// size for it, and Delete removes the image.
+fn guest_disk_full(c: &Containerd) {
+    let id = "vm-filler";
+    c.run_detached(&RunOptions::new(
+        id,
+        [
+            "sh",
+            "-c",
+            // The report goes to a tmpfs: the full disk would take none of it.
+            "dd if=/dev/zero of=/big bs=1048576 count=2048 2>/dev/shm/dd.err; \
+             echo rc=$? > /dev/shm/done; exec sleep 1000",
+        ],
+    ))
+    .unwrap();
+    c.wait_status(id, "RUNNING", VM_WAIT).unwrap();
+    c.wait_exec_ok(
+        id,
+        &["test", "-e", "/dev/shm/done"],
+        Duration::from_secs(300),
+    )
+    .unwrap();
+    let out = c
+        .exec(id, "report", &["cat", "/dev/shm/done", "/dev/shm/dd.err"])
+        .unwrap();
+    assert_code(&out, 0);
+    assert!(
+        !out.stdout.starts_with("rc=0"),
+        "the write succeeded: {out}"
+    );
+    assert!(out.stdout.contains("No space left on device"), "{out}");
+    let image = c.task_dir().join(id).join("rootfs.img");
+    let meta = fs::metadata(&image).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let held = meta.blocks() * 512;
+    eprintln!(
+        "disk full in a microVM: image {} bytes, {held} bytes held on the host",
+        meta.len()
+    );
+    assert!(
+        held <= meta.len() && meta.len() < 1 << 30,
+        "the image holds {held} bytes of a {} byte disk",
+        meta.len()
+    );
+    assert_eq!(c.remove(id).unwrap(), 137);
+    assert!(!image.exists(), "{} is left", image.display());
+}
+
+#[test]
+fn fork_bomb_in_a_microvm() {
+    strata_e2e::run_case(strata_e2e::STRATA_MICROVM, guest_fork_bomb);
+}
+
+#[test]
+fn disk_full_in_a_microvm() {
+    strata_e2e::run_case(strata_e2e::STRATA_MICROVM, guest_disk_full);
+}

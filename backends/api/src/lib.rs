@@ -34,6 +34,29 @@ pub struct CreateRequest {
     pub stdio: Stdio,
 }
 
+impl CreateRequest {
+    /// The absolute host path of the spec's root filesystem (`root.path`,
+    /// relative to the bundle unless absolute).
+    pub fn rootfs(&self) -> Result<PathBuf> {
+        rootfs_path(&self.bundle, &self.spec)
+    }
+}
+
+/// The absolute host path of `spec`'s root filesystem, for the bundle at
+/// `bundle`.
+pub fn rootfs_path(bundle: &Path, spec: &oci_spec::runtime::Spec) -> Result<PathBuf> {
+    let root = spec.root().as_ref().ok_or_else(|| Error::InvalidSpec {
+        field: "root".into(),
+        reason: "missing".into(),
+    })?;
+    let path = root.path();
+    Ok(if path.is_absolute() {
+        path.clone()
+    } else {
+        bundle.join(path)
+    })
+}
+
 /// Paths of the FIFOs (or files) containerd opened for a process's stdio.
 ///
 /// `None` means the stream is not connected (`/dev/null` for the process).

@@ -20,9 +20,49 @@
 //! On cgroup v2 the list becomes an eBPF program ([`program`]) evaluated by
 //! the kernel on every device access; see [`crate::bpf`].
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use crate::bpf::{Insn, ACC_MKNOD, ACC_READ, ACC_WRITE, DEV_BLOCK, DEV_CHAR};
+
+/// Device nodes every container may use whatever its device rules say, as
+/// runc allows them: (type, major, minor), `None` for any minor.
+const DEFAULT_DEVICE_RULES: [(LinuxDeviceType, i64, Option<i64>); 9] = [
+    (LinuxDeviceType::C, 1, Some(3)),    // null
+    (LinuxDeviceType::C, 1, Some(5)),    // zero
+    (LinuxDeviceType::C, 1, Some(7)),    // full
+    (LinuxDeviceType::C, 1, Some(8)),    // random
+    (LinuxDeviceType::C, 1, Some(9)),    // urandom
+    (LinuxDeviceType::C, 5, Some(0)),    // tty
+    (LinuxDeviceType::C, 5, Some(2)),    // ptmx
+    (LinuxDeviceType::C, 136, None),     // the pts slaves
+    (LinuxDeviceType::C, 10, Some(200)), // tun
+];
+
+/// A container's `resources` with the device rules the container needs to
+/// exist: its own device list, then the default devices allowed, and mknod
+/// of any node (a node of `linux.devices` still needs the spec's own rule
+/// to be opened). Later rules win, so these defaults hold whatever the
+/// spec's list says, as with runc.
+pub fn with_default_devices(resources: Option<&LinuxResources>) -> LinuxResources {
+    let mut resources = resources.cloned().unwrap_or_default();
+    let mut rules = resources.devices().clone().unwrap_or_default();
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true)
+            .set_typ(Some(typ))
+            .set_major(major)
+            .set_minor(minor)
+            .set_access(Some(access.to_owned()));
+        r
+    };
+    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
+    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
+    for (typ, major, minor) in DEFAULT_DEVICE_RULES {
+        rules.push(rule(typ, Some(major), minor, "rwm"));
+    }
+    resources.set_devices(Some(rules));
+    resources
+}
 
 /// The kind of device a rule names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,6 +37,7 @@ mod sys;
 mod tests;
 
 pub use cgroup::{Cgroup, FREEZE_TIMEOUT, KILL_TIMEOUT};
+pub use devices::with_default_devices;
 pub use error::{Error, Result};
 pub use hierarchy::{Hierarchy, Version, CGROUP_ROOT};
 pub use oom::OomWatcher;

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::hierarchy::Version;
@@ -14,7 +16,7 @@ use crate::resources::UNLIMITED;
 use crate::sys;
 
 /// A snapshot of a cgroup's usage.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// CPU time and throttling.
     pub cpu: CpuStats,
@@ -29,7 +31,7 @@ pub struct Stats {
 }
 
 /// CPU statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuStats {
     /// Total CPU time. v1: `cpuacct.usage`; v2: `cpu.stat` `usage_usec`.
     pub usage_total_ns: u64,
@@ -52,7 +54,7 @@ pub struct CpuStats {
 }
 
 /// Memory statistics. Limits are `u64::MAX` when unlimited.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryStats {
     /// Memory in use. v1: `memory.usage_in_bytes`; v2: `memory.current`.
     pub usage: u64,
@@ -93,7 +95,7 @@ pub struct MemoryStats {
 }
 
 /// Process statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PidsStats {
     /// Processes and threads in the cgroup. `pids.current` (both).
     pub current: u64,
@@ -107,7 +109,7 @@ pub struct PidsStats {
 /// `blkio.throttle.io_serviced_recursive` (or the same files without
 /// `_recursive`), their `Read` and `Write` lines; v2: `io.stat` `rbytes`,
 /// `wbytes`, `rios`, `wios`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IoDeviceStats {
     /// The device's major number.
     pub major: u64,
@@ -124,7 +126,7 @@ pub struct IoDeviceStats {
 }
 
 /// Huge page use of one page size.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HugetlbStats {
     /// The page size as the kernel names it, such as `2MB`.
     pub page_size: String,

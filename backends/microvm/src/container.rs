@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use oci_spec::runtime::LinuxResources;
-use strata_agent::protocol::{process_key, Call, GuestStats, Reply, INIT};
+use strata_agent::protocol::{process_key, Call, Reply, INIT};
 use strata_backend::{Container, Error, Metrics, Process, Result, Stdio};
-use strata_cgroups::{CpuStats, MemoryStats, PidsStats, Stats, Version};
+use strata_cgroups::Version;
 
 use crate::client::AgentClient;
 use crate::pod::{self, Pod};
@@ -18,7 +18,7 @@ use crate::process::MicrovmProcess;
 use crate::stdio;
 use crate::vm::Vm;
 
-/// How long the guest gets to power off by itself before QEMU is killed.
+/// How long the guest gets to power off by itself before its VMM is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// How a container stands to its VM.
@@ -158,7 +158,11 @@ impl Container for MicrovmContainer {
             container: self.id.clone(),
         };
         match self.client.call(call).await? {
-            Reply::Stats(stats) => Ok(metrics(&stats)),
+            // The container's cgroup in the guest is a cgroup2 one.
+            Reply::Stats(stats) => Ok(Metrics {
+                version: Version::V2,
+                stats: *stats,
+            }),
             other => Err(unexpected(&other)),
         }
     }
@@ -218,31 +222,6 @@ impl MicrovmContainer {
                 self.id
             ))),
         }
-    }
-}
-
-/// The guest's usage in the shape containerd's metrics take.
-fn metrics(guest: &GuestStats) -> Metrics {
-    Metrics {
-        version: Version::V2,
-        stats: Stats {
-            cpu: CpuStats {
-                usage_total_ns: guest.cpu_user_ns + guest.cpu_kernel_ns,
-                usage_user_ns: guest.cpu_user_ns,
-                usage_kernel_ns: guest.cpu_kernel_ns,
-                ..Default::default()
-            },
-            memory: MemoryStats {
-                usage: guest.memory_used,
-                limit: guest.memory_total,
-                ..Default::default()
-            },
-            pids: PidsStats {
-                current: guest.pids,
-                limit: 0,
-            },
-            ..Default::default()
-        },
     }
 }
 

@@ -174,6 +174,11 @@ pub fn create_call(spec: &Spec, id: &str, disk: &str, stdin: bool) -> Result<Cal
             .unwrap_or(false),
         mounts,
         stdin,
+        resources: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .map(Box::new),
     })
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::Spec;
 use strata_backend::{Error, Result};
 use strata_cgroups::{Cgroup, Hierarchy, Version};
 
@@ -44,7 +44,7 @@ pub(crate) fn prepare(
     interposer: Option<Arc<dyn Interposer>>,
 ) -> Result<Prepared> {
     validate::check(spec)?;
-    let rootfs = rootfs_path(bundle, spec)?;
+    let rootfs = strata_backend::rootfs_path(bundle, spec)?;
     if !rootfs.is_dir() {
         return Err(Error::InvalidSpec {
             field: "root.path".into(),
@@ -57,7 +57,9 @@ pub(crate) fn prepare(
         cgroup
             .create()
             .map_err(|e| Error::Process(format!("creating the cgroup: {e}")))?;
-        let resources = with_default_devices(spec);
+        let resources = strata_cgroups::with_default_devices(
+            spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
+        );
         cgroup.apply(&resources).map_err(|e| Error::InvalidSpec {
             field: "linux.resources".into(),
             reason: e.to_string(),
@@ -92,49 +94,6 @@ pub(crate) fn prepare(
         support,
         init_support,
     })
-}
-
-/// Device nodes every container may use whatever its device rules say, as
-/// runc allows them: (type, major, minor), `None` for any minor.
-const DEFAULT_DEVICE_RULES: [(LinuxDeviceType, i64, Option<i64>); 9] = [
-    (LinuxDeviceType::C, 1, Some(3)),    // null
-    (LinuxDeviceType::C, 1, Some(5)),    // zero
-    (LinuxDeviceType::C, 1, Some(7)),    // full
-    (LinuxDeviceType::C, 1, Some(8)),    // random
-    (LinuxDeviceType::C, 1, Some(9)),    // urandom
-    (LinuxDeviceType::C, 5, Some(0)),    // tty
-    (LinuxDeviceType::C, 5, Some(2)),    // ptmx
-    (LinuxDeviceType::C, 136, None),     // the pts slaves
-    (LinuxDeviceType::C, 10, Some(200)), // tun
-];
-
-/// The spec's resources with the device rules the container needs to
-/// exist: its own device list, then the default devices allowed, and mknod
-/// of any node (a node of `linux.devices` still needs the spec's own rule
-/// to be opened). Later rules win, so these defaults hold whatever the
-/// spec's list says, as with runc.
-fn with_default_devices(spec: &Spec) -> LinuxResources {
-    let linux = spec.linux().as_ref();
-    let mut resources = linux
-        .and_then(|l| l.resources().clone())
-        .unwrap_or_default();
-    let mut rules = resources.devices().clone().unwrap_or_default();
-    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(true)
-            .set_typ(Some(typ))
-            .set_major(major)
-            .set_minor(minor)
-            .set_access(Some(access.to_owned()));
-        r
-    };
-    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
-    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
-    for (typ, major, minor) in DEFAULT_DEVICE_RULES {
-        rules.push(rule(typ, Some(major), minor, "rwm"));
-    }
-    resources.set_devices(Some(rules));
-    resources
 }
 
 /// Removes what [`prepare`] made, after a later step failed.
@@ -202,18 +161,4 @@ fn id_maps(spec: &Spec) -> Option<IdMaps> {
         gid: lines(linux.gid_mappings()),
     };
     (!maps.uid.is_empty()).then_some(maps)
-}
-
-/// The absolute host path of the spec's root filesystem.
-fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
-    let root = spec.root().as_ref().ok_or_else(|| Error::InvalidSpec {
-        field: "root".into(),
-        reason: "missing".into(),
-    })?;
-    let path = root.path();
-    Ok(if path.is_absolute() {
-        path.clone()
-    } else {
-        bundle.join(path)
-    })
 }

@@ -1,6 +1,7 @@
-//! Turns the bare initramfs into a usable system: kernel filesystems, the
-//! console as standard streams, the kernel modules the VM's devices need,
-//! and the loopback interface the containers of a pod talk over.
+//! Turns the bare initramfs into a usable system: kernel filesystems (the
+//! cgroup2 hierarchy among them), the console as standard streams, the
+//! kernel modules the VM's devices need, and the loopback interface the
+//! containers of a pod talk over.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -10,19 +11,22 @@ use std::path::Path;
 use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{mount, MsFlags};
 
+use crate::cgroup::CGROUP_ROOT;
 use crate::error::{io, sys, AgentError, Result};
 
 /// Where the initramfs keeps the modules to load (flat, `*.ko`).
 const MODULES: &str = "/lib/modules";
 
-/// Mounts `/proc`, `/sys`, `/dev` (with `/dev/pts` and `/dev/shm`) and `/run`,
-/// then makes the console the agent's standard streams.
+/// Mounts `/proc`, `/sys` (with the cgroup2 hierarchy), `/dev` (with
+/// `/dev/pts` and `/dev/shm`) and `/run`, then makes the console the
+/// agent's standard streams.
 pub fn mount_kernel_filesystems() -> Result<()> {
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     for (kind, target, flags, data) in [
         ("devtmpfs", "/dev", MsFlags::MS_NOSUID, "mode=0755"),
         ("proc", "/proc", nosuid, ""),
         ("sysfs", "/sys", nosuid, ""),
+        ("cgroup2", CGROUP_ROOT, nosuid, "nsdelegate"),
         (
             "devpts",
             "/dev/pts",

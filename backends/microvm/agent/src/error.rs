@@ -19,6 +19,9 @@ pub enum AgentError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A container's cgroup could not be made, set, read or removed.
+    #[error(transparent)]
+    Cgroup(#[from] strata_cgroups::Error),
     /// The request does not fit, e.g. an executable that does not exist.
     #[error("{0}")]
     Refused(String),

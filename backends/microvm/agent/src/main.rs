@@ -1,14 +1,13 @@
 //! The guest agent binary: `/init` of the microVM's initramfs.
 
 mod boot;
+mod cgroup;
 mod error;
 mod link;
-mod pidns;
 mod port;
 mod rootfs;
 mod server;
 mod spawn;
-mod stats;
 
 fn main() {
     if std::process::id() != 1 {

@@ -89,6 +89,9 @@ pub enum Call {
         mounts: Vec<GuestMount>,
         /// Whether the host connected a standard input.
         stdin: bool,
+        /// The spec's resource limits, which the guest kernel enforces on
+        /// the container's cgroup.
+        resources: Option<Box<oci_spec::runtime::LinuxResources>>,
     },
     /// Starts the init process.
     Start {
@@ -197,24 +200,8 @@ pub enum Reply {
         /// The guest pid.
         pid: u32,
     },
-    /// The guest's resource usage.
-    Stats(GuestStats),
-}
-
-/// A container's resource usage, from the guest's `/proc`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GuestStats {
-    /// CPU time the container's live processes spent in user mode, in
-    /// nanoseconds.
-    pub cpu_user_ns: u64,
-    /// CPU time they spent in kernel mode, in nanoseconds.
-    pub cpu_kernel_ns: u64,
-    /// Their resident memory, in bytes.
-    pub memory_used: u64,
-    /// The guest's memory, in bytes.
-    pub memory_total: u64,
-    /// The container's processes.
-    pub pids: u64,
+    /// The usage of the container's cgroup in the guest.
+    Stats(Box<strata_cgroups::Stats>),
 }
 
 /// One of a process's standard streams.

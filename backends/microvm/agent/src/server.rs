@@ -16,9 +16,9 @@ use strata_agent::protocol::{
     process_key, read_frame, split_key, Call, Frame, GuestMessage, HostMessage, Reply, Stream, INIT,
 };
 
+use crate::cgroup::ContainerCgroup;
 use crate::error::{sys, AgentError, Result};
 use crate::link::Link;
-use crate::pidns;
 use crate::rootfs::{self, ProcMount};
 use crate::spawn::{ChildEnds, Spawner, Streams};
 
@@ -35,6 +35,8 @@ struct Pending {
 struct Hosted {
     /// Where its root filesystem is mounted.
     root: PathBuf,
+    /// Holds its processes and limits them.
+    cgroup: ContainerCgroup,
     /// Starts its processes, in its PID namespace.
     spawner: Spawner,
     /// Its init process until Start.
@@ -152,6 +154,7 @@ impl Agent {
                 readonly,
                 mounts,
                 stdin,
+                resources,
             } => {
                 let mut state = self.state();
                 if state.containers.contains_key(&container) {
@@ -159,15 +162,28 @@ impl Agent {
                         "container {container:?} exists already"
                     )));
                 }
+                // The VM's hostname is the pod's: every container shares it.
+                if let Some(name) = hostname.filter(|h| !h.is_empty()) {
+                    nix::unistd::sethostname(&name)
+                        .map_err(sys(format!("setting the hostname {name:?}")))?;
+                }
                 let root = rootfs::root_of(&container)?;
                 let proc_mounts = rootfs::prepare(&root, &disk, readonly, &mounts)?;
-                let hosted = self.prepare(&container, &root, process, hostname, stdin, proc_mounts);
+                let cgroup = match ContainerCgroup::create(&container, resources.as_deref()) {
+                    Ok(cgroup) => cgroup,
+                    Err(e) => {
+                        let _ = rootfs::remove(&root);
+                        return Err(e);
+                    }
+                };
+                let hosted = self.prepare(&container, &root, &cgroup, process, stdin, proc_mounts);
                 match hosted {
                     Ok((spawner, pending)) => {
                         state.containers.insert(
                             container,
                             Hosted {
                                 root,
+                                cgroup,
                                 spawner,
                                 pending: Some(pending),
                                 init: None,
@@ -176,6 +192,7 @@ impl Agent {
                         Ok(Reply::Done)
                     }
                     Err(e) => {
+                        let _ = cgroup.destroy();
                         let _ = rootfs::remove(&root);
                         Err(e)
                     }
@@ -239,18 +256,7 @@ impl Agent {
                 let signal = Signal::try_from(signal).map_err(sys(format!("signal {signal}")))?;
                 let mut state = self.state();
                 if all {
-                    let Ok(init) = state.init_of(&container) else {
-                        // Nothing of the container runs any more.
-                        return Ok(Reply::Done);
-                    };
-                    for pid in pidns::members(init) {
-                        match kill(Pid::from_raw(pid), signal) {
-                            Ok(()) | Err(Errno::ESRCH) => {}
-                            Err(e) => {
-                                return Err(sys(format!("sending {signal} to process {pid}"))(e))
-                            }
-                        }
-                    }
+                    state.hosted(&container)?.cgroup.signal_all(signal)?;
                     return Ok(Reply::Done);
                 }
                 let Some(running) = state.running.get(&process_key(&container, &process)) else {
@@ -288,59 +294,43 @@ impl Agent {
             }
             Call::Stats { container } => {
                 let mut state = self.state();
-                state.hosted(&container)?;
-                let pids = state
-                    .init_of(&container)
-                    .map(pidns::members)
-                    .unwrap_or_default();
-                drop(state);
-                Ok(Reply::Stats(crate::stats::read(&pids)?))
+                Ok(Reply::Stats(Box::new(
+                    state.hosted(&container)?.cgroup.stats()?,
+                )))
             }
             Call::Remove { container } => {
                 let mut state = self.state();
-                let init = state.init_of(&container).ok();
-                let hosted = state.hosted(&container)?;
-                let root = hosted.root.clone();
-                if let Some(init) = init {
-                    // The kernel ends the rest of the PID namespace with its init.
-                    match kill(Pid::from_raw(init), Signal::SIGKILL) {
-                        Ok(()) | Err(Errno::ESRCH) => {}
-                        Err(e) => return Err(sys(format!("killing process {init}"))(e)),
-                    }
-                }
-                state.containers.remove(&container);
+                state.hosted(&container)?;
+                let hosted = state
+                    .containers
+                    .remove(&container)
+                    .expect("the container was just found");
                 drop(state);
-                if let Some(init) = init {
-                    // Nothing may write to the disk once the host reuses it.
-                    pidns::wait_gone(init);
-                }
-                rootfs::remove(&root)?;
+                // Nothing may write to the disk once the host reuses it.
+                hosted.cgroup.kill_all()?;
+                hosted.cgroup.destroy()?;
+                rootfs::remove(&hosted.root)?;
                 Ok(Reply::Done)
             }
             Call::Shutdown => Ok(Reply::Done),
         }
     }
 
-    /// The spawner of a new container and its init process, prepared: the
-    /// hostname set, the executable found, the streams made; `proc_mounts`
-    /// are for init to make.
+    /// The spawner of a new container (its processes join `cgroup`) and its
+    /// init process, prepared: the executable found, the streams made;
+    /// `proc_mounts` are for init to make.
     fn prepare(
         &self,
         container: &str,
         root: &Path,
+        cgroup: &ContainerCgroup,
         process: Box<Process>,
-        hostname: Option<String>,
         stdin: bool,
         proc_mounts: Vec<ProcMount>,
     ) -> Result<(Spawner, Pending)> {
         // The container's processes get a PID namespace of their own, with
         // init as its PID 1.
-        let spawner = Spawner::new(root)?;
-        // The VM's hostname is the pod's: every container shares it.
-        if let Some(name) = hostname.filter(|h| !h.is_empty()) {
-            nix::unistd::sethostname(&name)
-                .map_err(sys(format!("setting the hostname {name:?}")))?;
-        }
+        let spawner = Spawner::new(root, cgroup.open_procs()?)?;
         let executable = executable(root, &process)?;
         let (streams, ends) = Streams::open(
             &process_key(container, INIT),

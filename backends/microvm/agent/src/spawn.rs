@@ -1,12 +1,12 @@
 //! Starting a container process in the guest: its standard streams, relayed
-//! to the host as frames, and the process itself, chrooted into the
-//! container's root filesystem with its user, working directory and
+//! to the host as frames, and the process itself, in the container's cgroup,
+//! chrooted into its root filesystem with its user, working directory and
 //! environment.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -196,7 +196,8 @@ struct Job {
     reply: mpsc::Sender<Result<u32>>,
 }
 
-/// The thread that starts every process of one container. It alone enters
+/// The thread that starts every process of one container, each in the
+/// container's cgroup. It alone enters
 /// the container's PID namespace (`unshare(CLONE_NEWPID)` applies to the
 /// children of the calling thread, and such a thread can no longer start
 /// threads), so the agent's other threads stay free to start theirs.
@@ -206,8 +207,9 @@ pub struct Spawner {
 
 impl Spawner {
     /// Starts the thread and has it create the PID namespace; its processes
-    /// run chrooted into `root`.
-    pub fn new(root: &std::path::Path) -> Result<Spawner> {
+    /// join the cgroup whose `cgroup.procs` is `join` and run chrooted into
+    /// `root`.
+    pub fn new(root: &std::path::Path, join: OwnedFd) -> Result<Spawner> {
         let root = CString::new(root.as_os_str().as_bytes())
             .map_err(|_| AgentError::Refused(format!("{} contains NUL", root.display())))?;
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -227,6 +229,7 @@ impl Spawner {
                     job.ends,
                     &job.proc_mounts,
                     &root,
+                    join.as_raw_fd(),
                 );
                 let _ = job.reply.send(pid);
             }
@@ -261,14 +264,16 @@ impl Spawner {
 }
 
 /// Starts `process` running `executable` (a path inside the container)
-/// with `ends` as its standard streams, after mounting `proc_mounts` from
-/// its own PID namespace, chrooted into `root`; returns its pid.
+/// with `ends` as its standard streams, after joining the cgroup through
+/// `join` (its `cgroup.procs`) and mounting `proc_mounts` from its own PID
+/// namespace, chrooted into `root`; returns its pid.
 fn launch(
     process: &Process,
     executable: &str,
     ends: ChildEnds,
     proc_mounts: &[ProcMount],
     root: &CString,
+    join: RawFd,
 ) -> Result<u32> {
     let args = process.args().clone().unwrap_or_default();
     let Some(arg0) = args.first() else {
@@ -298,6 +303,11 @@ fn launch(
     let proc_mounts = proc_mounts.to_vec();
     let proc = CString::new("proc").expect("no NUL in a constant");
     let setup = move || -> std::io::Result<()> {
+        // SAFETY: `join` is the open `cgroup.procs` the spawner owns, and the
+        // buffer is a one-byte static string.
+        if unsafe { libc::write(join, b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
         for m in &proc_mounts {
             check(
                 // SAFETY: every pointer is a NUL-terminated string owned by
