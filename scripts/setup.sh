@@ -18,6 +18,7 @@ packages=(
     qemu-system-x86   # the VMM of the microvm class
     e2fsprogs         # mkfs.ext4 -d: a microVM's root filesystem image
     cpio              # the microVM's initramfs
+    lz4               # unpacks the guest kernel's vmlinux for the built-in VMM
 )
 
 missing=()

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use strata_cgroups::{Hierarchy, Version};
-use strata_config::{BackendKind, Config};
+use strata_config::{BackendKind, Config, BUILTIN_KERNEL, MICROVM_DATA_DIR, QEMU_KERNEL};
 
 use crate::class;
 
@@ -259,7 +259,90 @@ fn virtualization() -> Vec<Item> {
             "no vmx or svm flag in /proc/cpuinfo",
         ),
     };
-    vec![kvm, hw]
+    let mut items = vec![kvm, hw];
+    items.extend(hypervisors(
+        strata_vmm::check::check(),
+        find_program(QEMU, &std::env::var_os("PATH").unwrap_or_default()),
+    ));
+    items.extend(guest_files(Path::new(MICROVM_DATA_DIR)));
+    items
+}
+
+/// The QEMU binary the microvm class runs.
+const QEMU: &str = "qemu-system-x86_64";
+
+/// What each monitor of the microvm class can do here: the built-in one
+/// needs `host` (its check) to pass; QEMU needs its binary (`qemu`) and
+/// uses KVM exactly when the built-in one could.
+fn hypervisors(
+    host: Result<(), strata_vmm::check::Unsupported>,
+    qemu: Option<std::path::PathBuf>,
+) -> Vec<Item> {
+    let accel = if host.is_ok() { "kvm" } else { "tcg" };
+    let builtin = match host {
+        Ok(()) => Item::new(
+            Verdict::Ok,
+            "hypervisor:builtin",
+            "hardware virtualization through /dev/kvm",
+        ),
+        Err(reason) => Item::new(Verdict::No, "hypervisor:builtin", reason.to_string()),
+    };
+    let qemu = match qemu {
+        Some(path) => Item::new(
+            Verdict::Ok,
+            "hypervisor:qemu",
+            format!("{}, accelerator {accel}", path.display()),
+        ),
+        None => Item::new(
+            Verdict::Missing,
+            "hypervisor:qemu",
+            format!("{QEMU} not found on PATH"),
+        ),
+    };
+    vec![builtin, qemu]
+}
+
+/// The executable `name` in the first directory of `path` (a `PATH` value)
+/// that has it.
+fn find_program(name: &str, path: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|file| {
+            std::fs::metadata(file)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The guest files the microvm class boots, in `dir`: each monitor's
+/// default kernel and the agent's initramfs.
+fn guest_files(dir: &Path) -> Vec<Item> {
+    [
+        (
+            "microvm:vmlinux",
+            BUILTIN_KERNEL,
+            "the built-in VMM's kernel",
+        ),
+        ("microvm:vmlinuz", QEMU_KERNEL, "QEMU's kernel"),
+        ("microvm:initramfs", "initramfs.img", "the guest agent"),
+    ]
+    .into_iter()
+    .map(|(name, file, what)| {
+        let path = dir.join(file);
+        if path.is_file() {
+            Item::new(Verdict::Ok, name, format!("{} ({what})", path.display()))
+        } else {
+            Item::new(
+                Verdict::Missing,
+                name,
+                format!(
+                    "{} is absent (scripts/guest.sh makes {what})",
+                    path.display()
+                ),
+            )
+        }
+    })
+    .collect()
 }
 
 fn containerd() -> Item {
@@ -304,8 +387,74 @@ mod tests {
             microvm.detail,
             "backend \"microvm\" is not available in the strata command yet; it runs through containerd (io.containerd.strata.v2)"
         );
-        for name in ["namespace:user", "cgroups", "seccomp", "kvm", "containerd"] {
+        for name in [
+            "namespace:user",
+            "cgroups",
+            "seccomp",
+            "kvm",
+            "hypervisor:builtin",
+            "hypervisor:qemu",
+            "microvm:vmlinux",
+            "containerd",
+        ] {
             assert!(items.iter().any(|i| i.name == name), "{name} in {items:?}");
+        }
+    }
+
+    /// The built-in VMM is ok or refused with the check's reason; QEMU is
+    /// ok with the accelerator the backend would pick, or missing.
+    #[test]
+    fn hypervisors_are_reported() {
+        use strata_vmm::check::Unsupported;
+        let items = hypervisors(Err(Unsupported::Pvm), Some("/usr/bin/qemu".into()));
+        assert_eq!(items[0].name, "hypervisor:builtin");
+        assert_eq!(items[0].verdict, Verdict::No);
+        assert!(items[0].detail.contains("kvm_pvm"), "{items:?}");
+        assert_eq!(items[1].name, "hypervisor:qemu");
+        assert_eq!(items[1].verdict, Verdict::Ok);
+        assert_eq!(items[1].detail, "/usr/bin/qemu, accelerator tcg");
+        let items = hypervisors(Ok(()), None);
+        assert_eq!(items[0].verdict, Verdict::Ok);
+        assert_eq!(items[1].verdict, Verdict::Missing);
+        assert!(items[1].detail.contains("qemu-system-x86_64 not found"));
+        let items = hypervisors(Ok(()), Some("/q".into()));
+        assert!(items[1].detail.ends_with("accelerator kvm"), "{items:?}");
+    }
+
+    /// A program is found only as an executable file in a PATH directory.
+    #[test]
+    fn programs_are_found_on_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("prog"), "").unwrap();
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        assert_eq!(find_program("prog", &path), None, "not executable");
+        std::fs::write(b.join("prog"), "").unwrap();
+        std::fs::set_permissions(b.join("prog"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(find_program("prog", &path), Some(b.join("prog")));
+        assert_eq!(find_program("other", &path), None);
+    }
+
+    /// Each guest file is ok when present and missing (naming the script
+    /// that makes it) when absent.
+    #[test]
+    fn guest_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vmlinux"), "").unwrap();
+        let items = guest_files(dir.path());
+        let names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["microvm:vmlinux", "microvm:vmlinuz", "microvm:initramfs"]
+        );
+        assert_eq!(items[0].verdict, Verdict::Ok);
+        assert!(items[0].detail.contains("vmlinux"), "{items:?}");
+        for item in &items[1..] {
+            assert_eq!(item.verdict, Verdict::Missing, "{item:?}");
+            assert!(item.detail.contains("scripts/guest.sh"), "{item:?}");
         }
     }
 

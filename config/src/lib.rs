@@ -46,8 +46,8 @@ mod wire;
 pub use error::{ConfigError, Location};
 pub use load::{Loader, CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH};
 pub use options::{
-    Hypervisor, InterposeOptions, MicrovmOptions, NetDefault, NetworkOptions, MAX_VCPUS,
-    MICROVM_DATA_DIR, MIN_MEMORY_MIB,
+    Hypervisor, InterposeOptions, MicrovmOptions, NetDefault, NetworkOptions, BUILTIN_KERNEL,
+    MAX_VCPUS, MICROVM_DATA_DIR, MIN_MEMORY_MIB, QEMU_KERNEL,
 };
 pub use resolve::{class_from_binary_name, ClassChoice, ResolvedClass, RUNTIME_CLASS_ANNOTATION};
 pub use runtime_options::{DecodeError, DecodeErrorKind, RuntimeOptions, RUNTIME_OPTIONS_TYPE};

@@ -65,14 +65,22 @@ pub struct MicrovmOptions {
     pub vcpus: u32,
     /// Guest memory in MiB; the container's memory limit caps it.
     pub memory_mib: u32,
-    /// The guest kernel.
-    pub kernel: PathBuf,
+    /// The guest kernel the class names; unset, each monitor boots its own
+    /// default from [`MICROVM_DATA_DIR`]: [`QEMU_KERNEL`] or [`BUILTIN_KERNEL`].
+    pub kernel: Option<PathBuf>,
     /// The initramfs holding the guest agent.
     pub initramfs: PathBuf,
 }
 
 /// Where the guest files live unless a class says otherwise.
 pub const MICROVM_DATA_DIR: &str = "/var/lib/strata/microvm";
+/// The kernel QEMU boots unless the class names one, in
+/// [`MICROVM_DATA_DIR`]: Debian's compressed bzImage.
+pub const QEMU_KERNEL: &str = "vmlinuz";
+/// The kernel the built-in monitor boots unless the class names one, in
+/// [`MICROVM_DATA_DIR`]: the same kernel as an uncompressed ELF vmlinux,
+/// entered at its 64-bit entry point.
+pub const BUILTIN_KERNEL: &str = "vmlinux";
 
 impl Default for MicrovmOptions {
     fn default() -> Self {
@@ -80,7 +88,7 @@ impl Default for MicrovmOptions {
             hypervisor: Hypervisor::Auto,
             vcpus: 1,
             memory_mib: 256,
-            kernel: PathBuf::from(MICROVM_DATA_DIR).join("vmlinuz"),
+            kernel: None,
             initramfs: PathBuf::from(MICROVM_DATA_DIR).join("initramfs.img"),
         }
     }
@@ -264,20 +272,20 @@ pub(crate) fn check_microvm(raw: RawMicrovm) -> Result<MicrovmOptions, OptionPro
         Some(m) => m.into_inner(),
         None => defaults.memory_mib,
     };
-    let file = |value: Option<Spanned<String>>, key: &str, default: PathBuf| match value {
+    let file = |value: Option<Spanned<String>>, key: &str| match value {
         Some(path) if !path.get_ref().starts_with('/') => Err(problem(
             path.span(),
             format!("microvm.{key}"),
             format!("{:?} is not an absolute path", path.get_ref()),
         )),
-        Some(path) => Ok(PathBuf::from(path.into_inner())),
-        None => Ok(default),
+        Some(path) => Ok(Some(PathBuf::from(path.into_inner()))),
+        None => Ok(None),
     };
     Ok(MicrovmOptions {
         hypervisor: raw.hypervisor,
         vcpus,
         memory_mib,
-        kernel: file(raw.kernel, "kernel", defaults.kernel)?,
-        initramfs: file(raw.initramfs, "initramfs", defaults.initramfs)?,
+        kernel: file(raw.kernel, "kernel")?,
+        initramfs: file(raw.initramfs, "initramfs")?.unwrap_or(defaults.initramfs),
     })
 }

@@ -478,7 +478,7 @@ deny = ["169.254.169.254/32"]
         let options = config.class("vm").unwrap().microvm.clone().unwrap();
         assert_eq!(options.hypervisor, crate::Hypervisor::Qemu);
         assert_eq!((options.vcpus, options.memory_mib), (2, 512));
-        assert_eq!(options.kernel, Path::new("/k"));
+        assert_eq!(options.kernel.as_deref(), Some(Path::new("/k")));
         assert_eq!(
             options.initramfs,
             crate::MicrovmOptions::default().initramfs

@@ -2,8 +2,9 @@
 //!
 //! containerd runs this binary (or a `containerd-shim-strata-<class>-v2`
 //! symlink to it) to start, serve and clean up containers; the native
-//! backend re-executes it with `init` to build each container process, and
-//! the interpose backend with `supervise` for each supervisor.
+//! backend re-executes it with `init` to build each container process, the
+//! interpose backend with `supervise` for each supervisor, and the microvm
+//! backend with `vmm` for each VM on the built-in VMM.
 
 mod class;
 mod error;
@@ -30,6 +31,12 @@ fn main() {
         .is_some_and(|a| a == interpose::SUPERVISE_ARG)
     {
         interpose::supervise_main();
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == strata_microvm::VMM_ARG)
+    {
+        std::process::exit(strata_vmm::command::main(std::env::args().skip(2)).into());
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,10 +1,14 @@
 //! The microvm class through a real containerd: each container boots its
-//! own guest kernel under QEMU, with Strata's agent as the guest's PID 1.
+//! own guest kernel, with Strata's agent as the guest's PID 1.
 //!
-//! Each VM takes seconds to boot under TCG, so the cases are few and each
-//! checks several things on one containerd. They are skipped, saying why,
-//! only when the guest kernel or initramfs is missing; `scripts/setup.sh`
-//! (run by CI) makes them with `scripts/guest.sh`.
+//! Each case runs twice: on the monitor `hypervisor = "auto"` picks for the
+//! class (QEMU with TCG on a host without hardware virtualization), and on
+//! the built-in VMM through a class configuration that names it. Each VM
+//! takes seconds to boot under TCG, so the cases are few and each checks
+//! several things on one containerd. They are skipped, saying why, when
+//! the guest kernel or initramfs is missing (`scripts/setup.sh`, run by CI,
+//! makes them with `scripts/guest.sh`) and, for the built-in VMM, when the
+//! host cannot run it.
 
 use std::collections::BTreeSet;
 use std::io::BufRead;
@@ -13,6 +17,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use strata_e2e::{assert_code, run_case, Containerd, RunOptions};
+use strata_vmm::check::check;
 
 /// The runtime name that selects the microvm class by the shim's name.
 const MICROVM: &str = "io.containerd.strata-microvm.v2";
@@ -20,11 +25,145 @@ const MICROVM: &str = "io.containerd.strata-microvm.v2";
 /// Where scripts/guest.sh puts the guest files.
 const DATA_DIR: &str = "/var/lib/strata/microvm";
 
+/// The monitor that runs a suite's VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Monitor {
+    /// QEMU's microvm machine.
+    Qemu,
+    /// Strata's built-in VMM: the shim re-executed with `vmm`.
+    Builtin,
+}
+
+impl Monitor {
+    /// The monitor `hypervisor = "auto"` picks on this host.
+    fn auto() -> Monitor {
+        if check().is_ok() {
+            Monitor::Builtin
+        } else {
+            Monitor::Qemu
+        }
+    }
+
+    /// The kernel file it boots by default.
+    fn kernel(self) -> &'static str {
+        match self {
+            Monitor::Qemu => "vmlinuz",
+            Monitor::Builtin => "vmlinux",
+        }
+    }
+}
+
+/// How a suite runs its containers: the monitor its VMs run on, and the
+/// class configuration that chose it (none: the shim's default, `auto`).
+struct Vms<'a> {
+    c: &'a Containerd,
+    monitor: Monitor,
+    /// The value of `hypervisor` in every class configuration written.
+    hypervisor: &'static str,
+    config: Option<PathBuf>,
+}
+
+impl<'a> Vms<'a> {
+    /// The suite on the monitor `auto` picks, without a configuration file.
+    fn auto(c: &'a Containerd) -> Vms<'a> {
+        Vms {
+            c,
+            monitor: Monitor::auto(),
+            hypervisor: "auto",
+            config: None,
+        }
+    }
+
+    /// The suite on the built-in VMM, or `None` (with the reason printed)
+    /// when this host cannot run it.
+    fn builtin(c: &'a Containerd) -> Option<Vms<'a>> {
+        if let Err(reason) = check() {
+            println!("skipped: the built-in VMM cannot run here: {reason}");
+            return None;
+        }
+        let mut vms = Vms {
+            c,
+            monitor: Monitor::Builtin,
+            hypervisor: "builtin",
+            config: None,
+        };
+        vms.config = Some(vms.write_config("builtin.toml", ""));
+        Some(vms)
+    }
+
+    /// Writes a configuration whose `microvm` class (the one the runtime
+    /// name selects) runs on this suite's monitor, shaped by `extra` lines.
+    fn write_config(&self, name: &str, extra: &str) -> PathBuf {
+        self.c
+            .write_config(
+                name,
+                &format!(
+                    "default_class = \"microvm\"\n[classes.microvm]\nbackend = \"microvm\"\n\
+                     [classes.microvm.microvm]\nhypervisor = \"{}\"\n{extra}",
+                    self.hypervisor
+                ),
+            )
+            .unwrap()
+    }
+
+    /// Options for `ctr run` in this suite.
+    fn opts<I, S>(&self, id: &str, args: I) -> RunOptions
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let opts = RunOptions::new(id, args);
+        match &self.config {
+            Some(config) => opts.runtime_config(config),
+            None => opts,
+        }
+    }
+
+    /// Whether `pid` is a live process of this suite's monitor.
+    fn is_vmm(&self, pid: u32) -> bool {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        let ours = match self.monitor {
+            Monitor::Qemu => std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap_or_default()
+                .starts_with("qemu-system"),
+            Monitor::Builtin => {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.get(1) == Some(&&b"vmm"[..]) && args.contains(&&b"--console-socket"[..])
+            }
+        };
+        ours && !zombie
+    }
+
+    /// Waits until `pid` is no live process of the monitor any more.
+    fn wait_vmm_gone(&self, pid: u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.is_vmm(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "{:?} VMM {pid} is still running",
+                self.monitor
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The guest kernel's release, or `None` (with the reason printed) when
+    /// the guest files of this suite's monitor are missing.
+    fn guest_release(&self) -> Option<String> {
+        guest_release(self.monitor.kernel())
+    }
+}
+
 /// The guest kernel's release, or `None` (with the reason printed) when the
 /// guest files are missing.
-fn guest_release() -> Option<String> {
+fn guest_release(kernel: &str) -> Option<String> {
     let dir = Path::new(DATA_DIR);
-    for file in ["vmlinuz", "initramfs.img", "kernel-release"] {
+    for file in [kernel, "initramfs.img", "kernel-release"] {
         if !dir.join(file).exists() {
             println!(
                 "skipped: {} is missing; run scripts/guest.sh",
@@ -45,30 +184,11 @@ fn host_release() -> String {
         .to_owned()
 }
 
-/// Whether `pid` is a live QEMU process.
-fn is_qemu(pid: u32) -> bool {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let zombie = state
-        .rsplit(')')
-        .next()
-        .is_some_and(|s| s.trim_start().starts_with('Z'));
-    comm.starts_with("qemu-system") && !zombie
-}
-
-/// Waits until `pid` is no live QEMU any more.
-fn wait_qemu_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while is_qemu(pid) {
-        assert!(Instant::now() < deadline, "QEMU {pid} is still running");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Foreground containers: output on both streams, the exit code, stdin,
 /// and the guest's own kernel.
-fn foreground(c: &Containerd) {
-    let Some(release) = guest_release() else {
+fn foreground(vms: &Vms) {
+    let c = vms.c;
+    let Some(release) = vms.guest_release() else {
         return;
     };
     assert_ne!(
@@ -79,7 +199,7 @@ fn foreground(c: &Containerd) {
 
     let started = Instant::now();
     let out = c
-        .run(&RunOptions::new(
+        .run(&vms.opts(
             "vm-echo",
             [
                 "sh",
@@ -99,18 +219,12 @@ fn foreground(c: &Containerd) {
 
     println!(
         "measured: `ctr run` to the first output line: {:?}",
-        first_output_after(c)
+        first_output_after(vms)
     );
 
     // The class's `[microvm]` table shapes the VM, and the container's
     // memory limit caps the guest's memory.
-    let config = c
-        .write_config(
-            "shape.toml",
-            "default_class = \"microvm\"\n[classes.microvm]\nbackend = \"microvm\"\n\
-             [classes.microvm.microvm]\nvcpus = 2\nmemory_mib = 192\n",
-        )
-        .unwrap();
+    let config = vms.write_config("shape.toml", "vcpus = 2\nmemory_mib = 192\n");
     let out = c
         .run(
             &RunOptions::new(
@@ -135,9 +249,7 @@ fn foreground(c: &Containerd) {
     );
 
     // A program that is not there fails Create, naming it; the VM goes away.
-    let out = c
-        .run(&RunOptions::new("vm-missing", ["no-such-program"]))
-        .unwrap();
+    let out = c.run(&vms.opts("vm-missing", ["no-such-program"])).unwrap();
     assert_ne!(out.code, 0, "{out}");
     assert!(
         out.stderr
@@ -146,7 +258,10 @@ fn foreground(c: &Containerd) {
     );
 
     let out = c
-        .run(&RunOptions::new("vm-stdin", ["head", "-n1"]).stdin("hello from the host\nmore\n"))
+        .run(
+            &vms.opts("vm-stdin", ["head", "-n1"])
+                .stdin("hello from the host\nmore\n"),
+        )
         .unwrap();
     assert_code(&out, 0);
     assert_eq!(out.stdout, "hello from the host\n", "{out}");
@@ -154,14 +269,20 @@ fn foreground(c: &Containerd) {
 
 /// How long from `ctr run` until the container's first line of output
 /// arrives: Create (disk image, boot, agent) plus Start.
-fn first_output_after(c: &Containerd) -> Duration {
+fn first_output_after(vms: &Vms) -> Duration {
+    let c = vms.c;
     let id = "vm-first-output";
     c.track(id);
     let mut command = c.ctr_command();
     command
         .args(["run", "--rm", "--fifo-dir"])
         .arg(c.fifo_dir())
-        .args(["--runtime", MICROVM, c.image(), id, "echo", "first"])
+        .args(["--runtime", MICROVM]);
+    if let Some(config) = &vms.config {
+        command.arg("--runtime-config-path").arg(config);
+    }
+    command
+        .args([c.image(), id, "echo", "first"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -180,37 +301,52 @@ fn first_output_after(c: &Containerd) -> Duration {
 /// A detached container: exec with its own output and exit code, writes
 /// that stay in the guest's disk, a signal that ends it, and a Delete that
 /// takes the VM and its files away.
-fn detached(c: &Containerd) {
-    if guest_release().is_none() {
+fn detached(vms: &Vms) {
+    let c = vms.c;
+    if vms.guest_release().is_none() {
         return;
     }
     let id = "vm-detached";
-    c.run_detached(&RunOptions::new(
-        id,
-        ["sh", "-c", "echo up > /started; exec sleep 600"],
-    ))
-    .unwrap();
+    c.run_detached(&vms.opts(id, ["sh", "-c", "echo up > /started; exec sleep 600"]))
+        .unwrap();
     let task = c
         .wait_status(id, "RUNNING", Duration::from_secs(60))
         .unwrap();
-    // The task's pid is its VM's QEMU.
+    // The task's pid is its VM's monitor.
     assert!(
-        is_qemu(task.pid),
-        "task pid {} is not a QEMU process",
-        task.pid
+        vms.is_vmm(task.pid),
+        "task pid {} is not a {:?} VMM",
+        task.pid,
+        vms.monitor
     );
-    // QEMU runs under its own seccomp filter (`-sandbox on`).
+    // The monitor runs under its own seccomp filter (QEMU's `-sandbox on`,
+    // the built-in VMM's allow-list, entered with no capabilities left).
     let status = std::fs::read_to_string(format!("/proc/{}/status", task.pid)).unwrap();
     assert!(
         status.lines().any(|l| l == "Seccomp:\t2"),
-        "QEMU {} has no seccomp filter",
+        "VMM {} has no seccomp filter",
         task.pid
     );
+    if vms.monitor == Monitor::Builtin {
+        for set in ["CapEff", "CapPrm", "CapBnd"] {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(set))
+                .unwrap_or_default();
+            assert!(
+                line.ends_with("0000000000000000"),
+                "the built-in VMM kept capabilities: {line}"
+            );
+        }
+    }
     let rss = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .unwrap_or_default();
-    println!("measured: QEMU of an idle microVM container, {rss}");
+    println!(
+        "measured: {:?} VMM of an idle microVM container, {rss}",
+        vms.monitor
+    );
     c.wait_exec_ok(id, &["test", "-f", "/started"], Duration::from_secs(30))
         .unwrap();
 
@@ -265,7 +401,7 @@ fn detached(c: &Containerd) {
             .unwrap()
             .trim_start()
             .starts_with('T'),
-        "QEMU is not stopped while paused: {state}"
+        "the VMM is not stopped while paused: {state}"
     );
     c.ctr(&["tasks", "resume", id]).unwrap().ok().unwrap();
     c.wait_status(id, "RUNNING", Duration::from_secs(10))
@@ -278,8 +414,8 @@ fn detached(c: &Containerd) {
     c.wait_status(id, "STOPPED", Duration::from_secs(30))
         .unwrap();
     assert_eq!(c.delete_task(id).unwrap(), 137);
-    wait_qemu_gone(task.pid);
-    for file in ["rootfs.img", "agent.sock", "qemu.pid"] {
+    vms.wait_vmm_gone(task.pid);
+    for file in ["rootfs.img", "agent.sock", "vmm.pid"] {
         assert!(
             !bundle.join(file).exists(),
             "{file} left in {}",
@@ -291,7 +427,7 @@ fn detached(c: &Containerd) {
 
 /// Sends SIGKILL to a process this test's containerd started.
 fn sigkill(pid: u32) {
-    // SAFETY: kill(2) by the PID of a QEMU or shim of this test's containerd.
+    // SAFETY: kill(2) by the PID of a VMM or shim of this test's containerd.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
 }
 
@@ -305,20 +441,21 @@ fn fifo_dirs(c: &Containerd) -> BTreeSet<PathBuf> {
 
 /// A VM that dies ends its task with 137 instead of hanging it; a shim that
 /// dies leaves no VM behind, because the shim's `delete` ends it.
-fn deaths(c: &Containerd) {
-    if guest_release().is_none() {
+fn deaths(vms: &Vms) {
+    let c = vms.c;
+    if vms.guest_release().is_none() {
         return;
     }
     let id = "vm-dies";
-    c.run_detached(&RunOptions::new(id, ["sleep", "600"]))
-        .unwrap();
+    c.run_detached(&vms.opts(id, ["sleep", "600"])).unwrap();
     let task = c
         .wait_status(id, "RUNNING", Duration::from_secs(60))
         .unwrap();
     assert!(
-        is_qemu(task.pid),
-        "task pid {} is not a QEMU process",
-        task.pid
+        vms.is_vmm(task.pid),
+        "task pid {} is not a {:?} VMM",
+        task.pid,
+        vms.monitor
     );
     sigkill(task.pid);
     c.wait_status(id, "STOPPED", Duration::from_secs(15))
@@ -328,14 +465,13 @@ fn deaths(c: &Containerd) {
 
     let id = "vm-shim-dies";
     let fifos_before = fifo_dirs(c);
-    c.run_detached(&RunOptions::new(id, ["sleep", "600"]))
-        .unwrap();
+    c.run_detached(&vms.opts(id, ["sleep", "600"])).unwrap();
     let task = c
         .wait_status(id, "RUNNING", Duration::from_secs(60))
         .unwrap();
     let shim = c.shim_server(id).expect("the shim server of the container");
     sigkill(shim.pid as u32);
-    wait_qemu_gone(task.pid);
+    vms.wait_vmm_gone(task.pid);
     let bundle = c.task_dir().join(id);
     let deadline = Instant::now() + Duration::from_secs(10);
     while bundle.exists() {
@@ -358,15 +494,42 @@ fn deaths(c: &Containerd) {
 
 #[test]
 fn foreground_containers() {
-    run_case(MICROVM, foreground);
+    run_case(MICROVM, |c| foreground(&Vms::auto(c)));
 }
 
 #[test]
 fn detached_container() {
-    run_case(MICROVM, detached);
+    run_case(MICROVM, |c| detached(&Vms::auto(c)));
 }
 
 #[test]
 fn vm_and_shim_deaths() {
-    run_case(MICROVM, deaths);
+    run_case(MICROVM, |c| deaths(&Vms::auto(c)));
+}
+
+#[test]
+fn foreground_containers_builtin() {
+    run_case(MICROVM, |c| {
+        if let Some(vms) = Vms::builtin(c) {
+            foreground(&vms);
+        }
+    });
+}
+
+#[test]
+fn detached_container_builtin() {
+    run_case(MICROVM, |c| {
+        if let Some(vms) = Vms::builtin(c) {
+            detached(&vms);
+        }
+    });
+}
+
+#[test]
+fn vm_and_shim_deaths_builtin() {
+    run_case(MICROVM, |c| {
+        if let Some(vms) = Vms::builtin(c) {
+            deaths(&vms);
+        }
+    });
 }

@@ -80,6 +80,7 @@ impl Container for MicrovmContainer {
                 "cannot exec {exec_id}: the container is not running"
             )));
         }
+        strata_native::check_process(&process)?;
         let outputs = stdio::outputs(&stdio)?;
         let key = process_key(&self.id, exec_id);
         self.client.attach(&key, outputs.sink);

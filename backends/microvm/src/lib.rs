@@ -3,9 +3,10 @@
 //! (as Kata runs one) in one VM for all its containers.
 //!
 //! At Create, the container's root filesystem becomes an ext4 disk image
-//! ([`disk`]), a QEMU process boots the guest kernel with an initramfs whose
-//! PID 1 is Strata's agent (`strata-agent`, [`vm`]), and the shim talks to
-//! the agent over a virtio-serial port ([`client`]): the agent mounts the
+//! ([`disk`]), a VMM process ([`hypervisor`] chooses Strata's built-in one
+//! or QEMU) boots the guest kernel with an initramfs whose PID 1 is
+//! Strata's agent (`strata-agent`, [`vm`]), and the shim talks to the agent
+//! over a virtio console port ([`client`]): the agent mounts the
 //! disk and runs the container's processes; their output and exits come
 //! back as frames that [`stdio`] delivers to containerd's FIFOs. Delete
 //! powers the VM off and removes its files; a VM that dies ends its
@@ -30,8 +31,9 @@
 //! filesystems of the spec's mounts reach the guest; bind mounts of host
 //! paths are skipped with a warning.
 //!
-//! The built-in VMM does not exist yet: `hypervisor = "auto"` means QEMU,
-//! with KVM where the CPU has hardware virtualization and TCG otherwise.
+//! `hypervisor = "auto"` means the built-in VMM where the host has
+//! hardware virtualization (`strata_vmm::check`), QEMU with TCG otherwise;
+//! the built-in VMM runs as this binary re-executed with [`VMM_ARG`].
 
 mod client;
 mod container;
@@ -59,9 +61,14 @@ use crate::process::MicrovmProcess;
 use crate::spec::Role;
 use crate::vm::{Vm, VmConfig};
 
-/// How long the guest may take from QEMU's start until its agent answers;
-/// TCG on a busy host is slow.
+/// How long the guest may take from the VMM's start until its agent
+/// answers; QEMU's TCG on a busy host is slow.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The argument with which a binary that embeds this backend must run
+/// `strata_vmm::command::main` on the arguments after it: the backend
+/// starts the built-in VMM as `/proc/self/exe vmm ...`.
+pub const VMM_ARG: &str = "vmm";
 
 /// Creates microVM containers for a class.
 pub struct MicrovmBackend {
@@ -78,8 +85,9 @@ impl MicrovmBackend {
     /// brings the container up to Created in it.
     async fn launch(&self, request: CreateRequest, pod: bool) -> Result<Box<dyn Container>> {
         let started = Instant::now();
-        let accel = hypervisor::choose(self.options.hypervisor)?;
-        require("kernel", &self.options.kernel)?;
+        let monitor = hypervisor::choose(self.options.hypervisor)?;
+        let kernel = monitor.kernel(&self.options);
+        require("kernel", &kernel)?;
         require("initramfs", &self.options.initramfs)?;
         let (memory_mib, vcpus) = if pod {
             log::info!(
@@ -100,16 +108,16 @@ impl MicrovmBackend {
         // Checked before anything is made.
         spec::create_call(&request.spec, &request.id, ROOT_DISK, false)?;
         let disk = request.state_dir.join(vm::DISK);
-        if let Err(e) = disk::make(&request.bundle.join("rootfs"), &disk).await {
+        if let Err(e) = disk::make(&request.rootfs()?, &disk).await {
             let _ = std::fs::remove_file(&disk);
             return Err(e);
         }
         let config = VmConfig {
             id: request.id.clone(),
-            accel,
+            monitor,
             vcpus,
             memory_mib,
-            kernel: self.options.kernel.clone(),
+            kernel,
             initramfs: self.options.initramfs.clone(),
             state_dir: request.state_dir.clone(),
             spares: if pod { vm::SPARES } else { 0 },
@@ -156,20 +164,19 @@ impl MicrovmBackend {
         vm: &Vm,
         started: Instant,
     ) -> Result<(Arc<AgentClient>, MicrovmProcess)> {
-        let stream = vm.connect().await?;
-        let (client, kernel) =
-            match tokio::time::timeout(BOOT_TIMEOUT, AgentClient::connect(stream, &request.id))
-                .await
-            {
-                Ok(connected) => connected?,
-                Err(_) => {
-                    return Err(Error::Process(format!(
-                        "vm {}: the guest agent did not answer within {BOOT_TIMEOUT:?}; \
-                         the guest's console is in the shim's log",
-                        request.id
-                    )))
-                }
-            };
+        let connected = tokio::time::timeout(BOOT_TIMEOUT, async {
+            AgentClient::connect(vm.connect().await?, &request.id).await
+        });
+        let (client, kernel) = match connected.await {
+            Ok(connected) => connected?,
+            Err(_) => {
+                return Err(Error::Process(format!(
+                    "vm {}: the guest agent did not answer within {BOOT_TIMEOUT:?}; \
+                     the guest's console is in the shim's log",
+                    request.id
+                )))
+            }
+        };
         log::info!(
             "vm {}: agent ready after {:?}, guest kernel {kernel}",
             request.id,
@@ -192,13 +199,9 @@ impl MicrovmBackend {
         };
         // Checked before anything is made.
         spec::create_call(&request.spec, &request.id, ROOT_DISK, false)?;
+        let rootfs = request.rootfs()?;
         let slot = pod.take_slot(&request.id)?;
-        let made = disk::fill(
-            &request.bundle.join("rootfs"),
-            &pod.image(slot),
-            vm::SPARE_SIZE,
-        )
-        .await;
+        let made = disk::fill(&rootfs, &pod.image(slot), vm::SPARE_SIZE).await;
         let created = match made {
             Ok(()) => create_in(&pod.client, &request, &vm::spare(slot), pod.vm.pid()).await,
             Err(e) => Err(e),
@@ -228,7 +231,7 @@ impl MicrovmBackend {
 
 /// Creates the container of `request` in the VM behind `client`, its root
 /// filesystem on the disk with serial `disk`; `pid` is what the host
-/// reports as its init's pid (QEMU's).
+/// reports as its init's pid (the VMM's).
 async fn create_in(
     client: &Arc<AgentClient>,
     request: &CreateRequest,

@@ -133,11 +133,24 @@ pub fn memory_mib(spec: &Spec, class_mib: u32) -> Result<u32> {
 /// the disk with serial `disk`. `/dev` is the guest's own (the agent binds
 /// it, with its `pts`), so the spec's `/dev` and `devpts` mounts are left
 /// out; mounts the guest cannot make are skipped with a warning.
+///
+/// The spec is checked as the native class checks it, and a seccomp
+/// profile that notifies an agent on the host is refused: the host's agent
+/// cannot reach the guest's processes.
 pub fn create_call(spec: &Spec, id: &str, disk: &str, stdin: bool) -> Result<Call> {
-    let process = spec.process().clone().ok_or_else(|| Error::InvalidSpec {
-        field: "process".into(),
-        reason: "missing".into(),
-    })?;
+    // The guest runs the native class's container code, which the spec
+    // must suit as on the host.
+    strata_native::check_spec(spec)?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    if let Some(path) = seccomp.and_then(|s| s.listener_path().as_ref()) {
+        return Err(Error::InvalidSpec {
+            field: "linux.seccomp.listenerPath".into(),
+            reason: format!(
+                "{}: a seccomp agent on the host cannot serve a microVM's processes",
+                path.display()
+            ),
+        });
+    }
     let mut mounts = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let destination = m.destination().to_string_lossy().into_owned();
@@ -162,23 +175,15 @@ pub fn create_call(spec: &Spec, id: &str, disk: &str, stdin: bool) -> Result<Cal
             options: m.options().clone().unwrap_or_default(),
         });
     }
+    // The guest makes the mounts above itself; hooks run on the host.
+    let mut guest_spec = spec.clone();
+    guest_spec.set_mounts(None).set_hooks(None);
     Ok(Call::Create {
         container: id.to_owned(),
         disk: disk.to_owned(),
-        process: Box::new(process),
-        hostname: spec.hostname().clone(),
-        readonly: spec
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false),
+        spec: Box::new(guest_spec),
         mounts,
         stdin,
-        resources: spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().clone())
-            .map(Box::new),
     })
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use strata_backend::{Backend, CreateRequest, Stdio};
-use strata_config::MicrovmOptions;
+use strata_config::{Hypervisor, MicrovmOptions, MICROVM_DATA_DIR, QEMU_KERNEL};
 use strata_microvm::MicrovmBackend;
 
 /// A bundle with a busybox root filesystem and FIFOs for stdio.
@@ -56,12 +56,17 @@ impl Bundle {
     }
 }
 
+/// The backend on QEMU, whose processes these tests watch (a test binary
+/// cannot be re-executed as the built-in VMM); `None` if the guest files
+/// are missing.
 fn backend() -> Option<MicrovmBackend> {
-    let options = MicrovmOptions::default();
-    if !options.kernel.exists() || !options.initramfs.exists() {
+    let mut options = MicrovmOptions::default();
+    options.hypervisor = Hypervisor::Qemu;
+    let kernel = Path::new(MICROVM_DATA_DIR).join(QEMU_KERNEL);
+    if !kernel.exists() || !options.initramfs.exists() {
         println!(
             "skipped: the guest kernel {} or initramfs {} is missing (run scripts/guest.sh)",
-            options.kernel.display(),
+            kernel.display(),
             options.initramfs.display()
         );
         return None;
@@ -127,7 +132,7 @@ async fn a_container_runs_in_its_own_kernel_and_leaves_nothing() {
     assert_eq!(text, format!("kernel {} host guest\n", release.trim()));
     assert!(!bundle.path().join("rootfs/written").exists());
     assert!(!Path::new(&format!("/proc/{qemu}")).exists() || is_zombie(qemu));
-    for name in ["rootfs.img", "agent.sock", "qemu.pid"] {
+    for name in ["rootfs.img", "agent.sock", "vmm.pid"] {
         assert!(!bundle.path().join(name).exists(), "{name} left behind");
     }
 }
@@ -241,7 +246,7 @@ async fn exec_with_a_terminal_and_with_stdin_then_kill_all() {
         .unwrap();
     assert_eq!(exit.code, 137);
     container.destroy().await.unwrap();
-    for name in ["rootfs.img", "agent.sock", "qemu.pid"] {
+    for name in ["rootfs.img", "agent.sock", "vmm.pid"] {
         assert!(!bundle.path().join(name).exists(), "{name} left behind");
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use strata_backend::{Backend, Container, CreateRequest, Stdio};
-use strata_config::MicrovmOptions;
+use strata_config::{Hypervisor, MicrovmOptions, MICROVM_DATA_DIR, QEMU_KERNEL};
 use strata_microvm::MicrovmBackend;
 
 /// The sandbox id of the test's pod.
@@ -85,12 +85,17 @@ impl Bundle {
     }
 }
 
+/// The backend on QEMU, whose processes these tests watch (a test binary
+/// cannot be re-executed as the built-in VMM); `None` if the guest files
+/// are missing.
 fn backend() -> Option<MicrovmBackend> {
-    let options = MicrovmOptions::default();
-    if !options.kernel.exists() || !options.initramfs.exists() {
+    let mut options = MicrovmOptions::default();
+    options.hypervisor = Hypervisor::Qemu;
+    let kernel = Path::new(MICROVM_DATA_DIR).join(QEMU_KERNEL);
+    if !kernel.exists() || !options.initramfs.exists() {
         println!(
             "skipped: the guest kernel {} or initramfs {} is missing (run scripts/guest.sh)",
-            options.kernel.display(),
+            kernel.display(),
             options.initramfs.display()
         );
         return None;

@@ -33,7 +33,9 @@ use crate::spawn::launch;
 
 pub use direct::{DirectRuntime, Made};
 pub use init::main as init_main;
+pub use init::{become_process, InitError};
 pub use interposer::{Interposer, Target};
+pub use validate::{check as check_spec, check_process};
 
 /// The argument with which a binary that embeds this backend must call
 /// [`init_main`].

@@ -14,8 +14,8 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Rejects what the native backend cannot run safely.
-pub(crate) fn check(spec: &Spec) -> Result<()> {
+/// Rejects what the native backend cannot run safely, naming the field.
+pub fn check(spec: &Spec) -> Result<()> {
     let process = spec
         .process()
         .as_ref()
@@ -159,7 +159,7 @@ fn check_sysctls(spec: &Spec, namespaces: &[oci_spec::runtime::LinuxNamespace]) 
 
 /// Rejects a process the kernel would refuse only later, at exec or setrlimit,
 /// when the failure could no longer be reported as the spec's fault.
-pub(crate) fn check_process(process: &Process) -> Result<()> {
+pub fn check_process(process: &Process) -> Result<()> {
     let args = process.args().as_deref().unwrap_or_default();
     if args.is_empty() {
         return Err(invalid("process.args", "must name a program"));

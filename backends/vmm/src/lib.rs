@@ -5,13 +5,15 @@
 //! virtio-queue.
 //!
 //! The library builds a [`vm::Vm`] (RAM, vCPUs, devices, loaded kernel)
-//! and runs it; the `strata-vmm` binary wires arguments to it and enters
-//! the [`sandbox`] before the first instruction runs. [`check::check`] tells
+//! and runs it; [`command`] is the VMM process (arguments, devices, the
+//! [`sandbox`] entered before the first instruction runs), which both the
+//! `strata-vmm` binary and the shim's `vmm` mode run. [`check::check`] tells
 //! whether the host can run real guests at all.
 
 pub mod acpi;
 pub mod boot;
 pub mod check;
+pub mod command;
 pub mod cpu;
 pub mod devices;
 pub mod layout;

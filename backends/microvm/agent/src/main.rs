@@ -2,6 +2,7 @@
 
 mod boot;
 mod cgroup;
+mod enter;
 mod error;
 mod link;
 mod port;
@@ -10,6 +11,9 @@ mod server;
 mod spawn;
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some(enter::ENTER_ARG) {
+        enter::main();
+    }
     if std::process::id() != 1 {
         eprintln!("strata-agent: must run as PID 1 of a Strata microVM");
         std::process::exit(2);

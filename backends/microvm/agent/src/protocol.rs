@@ -79,19 +79,14 @@ pub enum Call {
         container: String,
         /// The serial of the disk holding its root filesystem.
         disk: String,
-        /// The container's init process, as in the OCI spec.
-        process: Box<oci_spec::runtime::Process>,
-        /// The container's hostname.
-        hostname: Option<String>,
-        /// Whether the root filesystem is mounted read-only (`root.readonly`).
-        readonly: bool,
+        /// The container's spec, its mounts and hooks left out: its
+        /// process, hostname, `root.readonly`, resources, masked and
+        /// read-only paths, sysctls and seccomp profile apply in the guest.
+        spec: Box<oci_spec::runtime::Spec>,
         /// Kernel filesystems to mount inside the root filesystem.
         mounts: Vec<GuestMount>,
         /// Whether the host connected a standard input.
         stdin: bool,
-        /// The spec's resource limits, which the guest kernel enforces on
-        /// the container's cgroup.
-        resources: Option<Box<oci_spec::runtime::LinuxResources>>,
     },
     /// Starts the init process.
     Start {

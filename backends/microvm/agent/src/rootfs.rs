@@ -2,15 +2,14 @@
 //! images, found by its serial, with the guest's `/dev` and the spec's
 //! kernel filesystems mounted in it.
 
-use std::ffi::CString;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, MsFlags};
+use serde::{Deserialize, Serialize};
 use strata_agent::protocol::GuestMount;
 
 use crate::error::{io, sys, AgentError, Result};
@@ -27,12 +26,12 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// A `proc` mount that the container's init makes itself, since a proc
 /// filesystem shows the PID namespace of whoever mounts it.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ProcMount {
     /// The mount point, a path in the guest.
-    pub target: CString,
-    /// The mount flags.
-    pub flags: MsFlags,
+    pub target: PathBuf,
+    /// The mount flags' bits.
+    pub flags: libc::c_ulong,
 }
 
 /// Where the root filesystem of `container` is mounted.
@@ -143,13 +142,10 @@ fn mount_inside(root: &Path, mounts: &[GuestMount]) -> Result<Vec<ProcMount>> {
         let (flags, data) = options(&m.options);
         let at = target(root, &m.destination)?;
         if m.kind == "proc" {
-            let target = CString::new(at.as_os_str().as_bytes()).map_err(|_| {
-                AgentError::Refused(format!(
-                    "mount destination {:?} contains NUL",
-                    m.destination
-                ))
-            })?;
-            proc_mounts.push(ProcMount { target, flags });
+            proc_mounts.push(ProcMount {
+                target: at,
+                flags: flags.bits(),
+            });
             continue;
         }
         mount(

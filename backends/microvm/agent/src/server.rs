@@ -11,22 +11,21 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{Process, Spec};
 use strata_agent::protocol::{
     process_key, read_frame, split_key, Call, Frame, GuestMessage, HostMessage, Reply, Stream, INIT,
 };
 
 use crate::cgroup::ContainerCgroup;
+use crate::enter::EnterRequest;
 use crate::error::{sys, AgentError, Result};
 use crate::link::Link;
-use crate::rootfs::{self, ProcMount};
+use crate::rootfs;
 use crate::spawn::{ChildEnds, Spawner, Streams};
 
 /// The init process between Create and Start.
 struct Pending {
-    process: Process,
-    proc_mounts: Vec<ProcMount>,
-    executable: String,
+    request: EnterRequest,
     streams: Streams,
     ends: ChildEnds,
 }
@@ -35,6 +34,8 @@ struct Pending {
 struct Hosted {
     /// Where its root filesystem is mounted.
     root: PathBuf,
+    /// Its spec, for the processes exec'd into it.
+    spec: Spec,
     /// Holds its processes and limits them.
     cgroup: ContainerCgroup,
     /// Starts its processes, in its PID namespace.
@@ -149,12 +150,9 @@ impl Agent {
             Call::Create {
                 container,
                 disk,
-                process,
-                hostname,
-                readonly,
+                spec,
                 mounts,
                 stdin,
-                resources,
             } => {
                 let mut state = self.state();
                 if state.containers.contains_key(&container) {
@@ -162,27 +160,42 @@ impl Agent {
                         "container {container:?} exists already"
                     )));
                 }
+                let process = spec
+                    .process()
+                    .clone()
+                    .ok_or_else(|| AgentError::Refused("the spec has no process".into()))?;
+                let readonly = spec.root().as_ref().and_then(|r| r.readonly());
+                let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
                 // The VM's hostname is the pod's: every container shares it.
-                if let Some(name) = hostname.filter(|h| !h.is_empty()) {
-                    nix::unistd::sethostname(&name)
+                if let Some(name) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
+                    nix::unistd::sethostname(name)
                         .map_err(sys(format!("setting the hostname {name:?}")))?;
                 }
                 let root = rootfs::root_of(&container)?;
-                let proc_mounts = rootfs::prepare(&root, &disk, readonly, &mounts)?;
-                let cgroup = match ContainerCgroup::create(&container, resources.as_deref()) {
+                let proc_mounts =
+                    rootfs::prepare(&root, &disk, readonly.unwrap_or(false), &mounts)?;
+                let cgroup = match ContainerCgroup::create(&container, resources) {
                     Ok(cgroup) => cgroup,
                     Err(e) => {
                         let _ = rootfs::remove(&root);
                         return Err(e);
                     }
                 };
-                let hosted = self.prepare(&container, &root, &cgroup, process, stdin, proc_mounts);
+                let request = EnterRequest {
+                    spec: (*spec).clone(),
+                    process,
+                    root: root.clone(),
+                    proc_mounts,
+                    init: None,
+                };
+                let hosted = self.prepare(&container, &cgroup, request, stdin);
                 match hosted {
                     Ok((spawner, pending)) => {
                         state.containers.insert(
                             container,
                             Hosted {
                                 root,
+                                spec: *spec,
                                 cgroup,
                                 spawner,
                                 pending: Some(pending),
@@ -206,12 +219,7 @@ impl Agent {
                         "container {container:?} does not wait to be started"
                     )));
                 };
-                let pid = hosted.spawner.spawn(
-                    pending.process,
-                    pending.executable,
-                    pending.ends,
-                    pending.proc_mounts,
-                )?;
+                let pid = hosted.spawner.spawn(pending.request, pending.ends)?;
                 hosted.init = Some(pid as i32);
                 self.register(
                     &mut state,
@@ -228,7 +236,7 @@ impl Agent {
                 stdin,
             } => {
                 let mut state = self.state();
-                state
+                let init = state
                     .init_of(&container)
                     .map_err(|e| AgentError::Refused(format!("cannot exec {exec_id:?}: {e}")))?;
                 let key = process_key(&container, &exec_id);
@@ -238,12 +246,17 @@ impl Agent {
                     )));
                 }
                 let hosted = state.hosted(&container)?;
-                let executable = executable(&hosted.root, &process)?;
+                check_executable(&hosted.root, &process)?;
                 let (streams, ends) =
                     Streams::open(&key, process.terminal().unwrap_or(false), stdin, &self.link)?;
-                let pid = hosted
-                    .spawner
-                    .spawn(*process, executable, ends, Vec::new())?;
+                let request = EnterRequest {
+                    spec: hosted.spec.clone(),
+                    process: *process,
+                    root: hosted.root.clone(),
+                    proc_mounts: Vec::new(),
+                    init: Some(init),
+                };
+                let pid = hosted.spawner.spawn(request, ends)?;
                 self.register(&mut state, &key, pid, streams);
                 Ok(Reply::Started { pid })
             }
@@ -317,33 +330,28 @@ impl Agent {
     }
 
     /// The spawner of a new container (its processes join `cgroup`) and its
-    /// init process, prepared: the executable found, the streams made;
-    /// `proc_mounts` are for init to make.
+    /// init process, prepared: the executable found, the streams made.
     fn prepare(
         &self,
         container: &str,
-        root: &Path,
         cgroup: &ContainerCgroup,
-        process: Box<Process>,
+        request: EnterRequest,
         stdin: bool,
-        proc_mounts: Vec<ProcMount>,
     ) -> Result<(Spawner, Pending)> {
         // The container's processes get a PID namespace of their own, with
         // init as its PID 1.
-        let spawner = Spawner::new(root, cgroup.open_procs()?)?;
-        let executable = executable(root, &process)?;
+        let spawner = Spawner::new(cgroup.open_procs()?)?;
+        check_executable(&request.root, &request.process)?;
         let (streams, ends) = Streams::open(
             &process_key(container, INIT),
-            process.terminal().unwrap_or(false),
+            request.process.terminal().unwrap_or(false),
             stdin,
             &self.link,
         )?;
         Ok((
             spawner,
             Pending {
-                process: *process,
-                proc_mounts,
-                executable,
+                request,
                 streams,
                 ends,
             },
@@ -410,9 +418,10 @@ impl Agent {
     }
 }
 
-/// Where `process` of a container finds its executable: inside the
-/// container's root filesystem `root`.
-fn executable(root: &Path, process: &Process) -> Result<String> {
+/// Checks early, so that the host hears it as the call's error, that
+/// `process` of a container finds its executable inside the container's
+/// root filesystem `root`.
+fn check_executable(root: &Path, process: &Process) -> Result<()> {
     let program = process
         .args()
         .as_ref()
@@ -425,6 +434,7 @@ fn executable(root: &Path, process: &Process) -> Result<String> {
         &cwd,
         process.env().as_deref().unwrap_or_default(),
     )
+    .map(drop)
 }
 
 /// Names a process in messages.

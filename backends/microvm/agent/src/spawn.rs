@@ -1,26 +1,25 @@
 //! Starting a container process in the guest: its standard streams, relayed
-//! to the host as frames, and the process itself, in the container's cgroup,
-//! chrooted into its root filesystem with its user, working directory and
-//! environment.
+//! to the host as frames, and the process itself, started in the
+//! container's PID namespace and cgroup as the agent's
+//! [`enter`](crate::enter) helper, which makes it the spec's process.
 
-use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{fcntl, FcntlArg};
 use nix::pty::openpty;
 use nix::sched::{unshare, CloneFlags};
-use oci_spec::runtime::Process;
+use nix::sys::memfd::MFdFlags;
 use strata_agent::protocol::{Frame, Stream, MAX_CHUNK};
 
+use crate::enter::{EnterRequest, ENTER_ARG, REQUEST_FD, STATUS_FD};
 use crate::error::{io, sys, AgentError, Result};
 use crate::link::Link;
-use crate::rootfs::ProcMount;
 
 /// How long output may go on after a process exited; a daemonized child
 /// may hold the streams open forever.
@@ -189,29 +188,24 @@ fn relay_input(mut to: File) -> mpsc::Sender<Vec<u8>> {
 
 /// One process to start, and where its pid goes.
 struct Job {
-    process: Process,
-    executable: String,
+    request: EnterRequest,
     ends: ChildEnds,
-    proc_mounts: Vec<ProcMount>,
     reply: mpsc::Sender<Result<u32>>,
 }
 
 /// The thread that starts every process of one container, each in the
-/// container's cgroup. It alone enters
-/// the container's PID namespace (`unshare(CLONE_NEWPID)` applies to the
-/// children of the calling thread, and such a thread can no longer start
-/// threads), so the agent's other threads stay free to start theirs.
+/// container's cgroup. It alone enters the container's PID namespace
+/// (`unshare(CLONE_NEWPID)` applies to the children of the calling thread,
+/// and such a thread can no longer start threads), so the agent's other
+/// threads stay free to start theirs.
 pub struct Spawner {
     jobs: mpsc::Sender<Job>,
 }
 
 impl Spawner {
     /// Starts the thread and has it create the PID namespace; its processes
-    /// join the cgroup whose `cgroup.procs` is `join` and run chrooted into
-    /// `root`.
-    pub fn new(root: &std::path::Path, join: OwnedFd) -> Result<Spawner> {
-        let root = CString::new(root.as_os_str().as_bytes())
-            .map_err(|_| AgentError::Refused(format!("{} contains NUL", root.display())))?;
+    /// join the cgroup whose `cgroup.procs` is `join`.
+    pub fn new(join: OwnedFd) -> Result<Spawner> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready) = mpsc::channel();
         std::thread::spawn(move || {
@@ -223,14 +217,7 @@ impl Spawner {
                 return;
             }
             for job in queue {
-                let pid = launch(
-                    &job.process,
-                    &job.executable,
-                    job.ends,
-                    &job.proc_mounts,
-                    &root,
-                    join.as_raw_fd(),
-                );
+                let pid = launch(&job.request, job.ends, join.as_raw_fd());
                 let _ = job.reply.send(pid);
             }
         });
@@ -240,22 +227,15 @@ impl Spawner {
         Ok(Spawner { jobs })
     }
 
-    /// Starts `process` (see [`launch`]) on the spawner thread.
-    pub fn spawn(
-        &self,
-        process: Process,
-        executable: String,
-        ends: ChildEnds,
-        proc_mounts: Vec<ProcMount>,
-    ) -> Result<u32> {
+    /// Starts the process `request` describes (see [`launch`]) on the
+    /// spawner thread.
+    pub fn spawn(&self, request: EnterRequest, ends: ChildEnds) -> Result<u32> {
         let (reply, pid) = mpsc::channel();
         let gone = || AgentError::Refused("the spawner thread ended".into());
         self.jobs
             .send(Job {
-                process,
-                executable,
+                request,
                 ends,
-                proc_mounts,
                 reply,
             })
             .map_err(|_| gone())?;
@@ -263,65 +243,49 @@ impl Spawner {
     }
 }
 
-/// Starts `process` running `executable` (a path inside the container)
-/// with `ends` as its standard streams, after joining the cgroup through
-/// `join` (its `cgroup.procs`) and mounting `proc_mounts` from its own PID
-/// namespace, chrooted into `root`; returns its pid.
-fn launch(
-    process: &Process,
-    executable: &str,
-    ends: ChildEnds,
-    proc_mounts: &[ProcMount],
-    root: &CString,
-    join: RawFd,
-) -> Result<u32> {
-    let args = process.args().clone().unwrap_or_default();
-    let Some(arg0) = args.first() else {
-        return Err(AgentError::Refused("process.args is empty".into()));
+/// The lowest descriptor number the request and status descriptors are
+/// moved to before the child places them, so that placing one never
+/// overwrites the other.
+const HIGH_FD: RawFd = 100;
+
+/// Starts the agent's [`enter`](crate::enter) helper with `ends` as its
+/// standard streams, in the cgroup whose `cgroup.procs` is `join`, as a
+/// session leader (with its terminal, if it has one); the helper becomes
+/// the process `request` describes. Returns its pid once the program runs,
+/// or the helper's error.
+fn launch(request: &EnterRequest, ends: ChildEnds, join: RawFd) -> Result<u32> {
+    let json = serde_json::to_vec(request)
+        .map_err(|e| AgentError::Refused(format!("encoding the process: {e}")))?;
+    let memfd = nix::sys::memfd::memfd_create(c"strata-enter", MFdFlags::MFD_CLOEXEC)
+        .map_err(sys("creating the request's memfd"))?;
+    let mut file = File::from(memfd);
+    file.write_all(&json)
+        .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+        .map_err(io("writing the request"))?;
+    let high = |fd: &dyn AsFd| -> Result<OwnedFd> {
+        let raw =
+            fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(sys("moving a descriptor up"))?;
+        // SAFETY: fcntl just made `raw`; nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
     };
-    let mut command = Command::new(executable);
+    let request_fd = high(&file)?;
+    let (mut status_read, status_write) = pipe()?;
+    let status_fd = high(&status_write)?;
+    drop(status_write);
+    let mut command = Command::new("/proc/self/exe");
     command
-        .arg0(arg0)
-        .args(&args[1..])
+        .arg(ENTER_ARG)
         .env_clear()
         .stdin(ends.stdin)
         .stdout(ends.stdout)
         .stderr(ends.stderr);
-    for kv in process.env().clone().unwrap_or_default() {
-        if let Some((key, value)) = kv.split_once('=') {
-            command.env(key, value);
-        }
-    }
-    let root = root.clone();
-    let cwd = CString::new(process.cwd().as_os_str().as_bytes())
-        .map_err(|_| AgentError::Refused("process.cwd contains NUL".into()))?;
-    let user = process.user();
-    let (uid, gid) = (user.uid(), user.gid());
-    let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
-    let umask = user.umask();
     let terminal = ends.terminal;
-    let proc_mounts = proc_mounts.to_vec();
-    let proc = CString::new("proc").expect("no NUL in a constant");
+    let (request_raw, status_raw) = (request_fd.as_raw_fd(), status_fd.as_raw_fd());
     let setup = move || -> std::io::Result<()> {
         // SAFETY: `join` is the open `cgroup.procs` the spawner owns, and the
         // buffer is a one-byte static string.
         if unsafe { libc::write(join, b"0".as_ptr().cast(), 1) } != 1 {
             return Err(std::io::Error::last_os_error());
-        }
-        for m in &proc_mounts {
-            check(
-                // SAFETY: every pointer is a NUL-terminated string owned by
-                // the closure, or null for the absent data.
-                unsafe {
-                    libc::mount(
-                        proc.as_ptr(),
-                        m.target.as_ptr(),
-                        proc.as_ptr(),
-                        m.flags.bits(),
-                        std::ptr::null(),
-                    )
-                },
-            )?;
         }
         check(
             // SAFETY: setsid has no memory effects.
@@ -334,37 +298,38 @@ fn launch(
             )?;
         }
         check(
-            // SAFETY: `root` is a NUL-terminated string owned by the closure.
-            unsafe { libc::chroot(root.as_ptr()) },
+            // SAFETY: dup2 between descriptors this child holds.
+            unsafe { libc::dup2(request_raw, REQUEST_FD) },
         )?;
         check(
-            // SAFETY: `cwd` is a NUL-terminated string owned by the closure.
-            unsafe { libc::chdir(cwd.as_ptr()) },
+            // SAFETY: as above.
+            unsafe { libc::dup2(status_raw, STATUS_FD) },
         )?;
-        check(
-            // SAFETY: `groups` is a valid array of `groups.len()` gids.
-            unsafe { libc::setgroups(groups.len(), groups.as_ptr()) },
-        )?;
-        check(
-            // SAFETY: setgid has no memory effects.
-            unsafe { libc::setgid(gid) },
-        )?;
-        check(
-            // SAFETY: setuid has no memory effects.
-            unsafe { libc::setuid(uid) },
-        )?;
-        if let Some(mask) = umask {
-            // SAFETY: umask has no memory effects and cannot fail.
-            unsafe { libc::umask(mask as libc::mode_t) };
-        }
         Ok(())
     };
     // SAFETY: the closure calls only async-signal-safe functions on data it
     // owns, and allocates nothing.
     unsafe { command.pre_exec(setup) };
+    let program = request
+        .process
+        .args()
+        .as_ref()
+        .and_then(|a| a.first().cloned())
+        .unwrap_or_default();
     let child = command
         .spawn()
-        .map_err(|e| AgentError::Refused(format!("exec: {arg0:?}: {e}")))?;
+        .map_err(|e| AgentError::Refused(format!("starting {program:?}: {e}")))?;
+    drop(command);
+    drop((request_fd, status_fd, file));
+    // Empty when the helper executed the program (the pipe closed on exec).
+    let mut failure = String::new();
+    status_read
+        .read_to_string(&mut failure)
+        .map_err(io("reading the helper's status"))?;
+    if !failure.is_empty() {
+        // The reaper collects the helper's exit.
+        return Err(AgentError::Refused(format!("{program:?}: {failure}")));
+    }
     // The reaper collects the exit; the handle is not needed.
     Ok(child.id())
 }

@@ -24,7 +24,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use oci_spec::runtime::{ContainerState, State};
+use oci_spec::runtime::{ContainerState, Process, State};
 use strata_hooks::HookKind;
 use strata_seccomp::Filter;
 
@@ -34,7 +34,7 @@ use crate::protocol::{container_state, ExecRequest, InitRequest, Report, Request
 /// Why setting up a container process failed; the text reaches the user.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct InitError(String);
+pub struct InitError(String);
 
 /// Result of init-side steps.
 pub(crate) type Result<T> = std::result::Result<T, InitError>;
@@ -181,6 +181,33 @@ fn create(mut channel: Channel, request: InitRequest) -> (Channel, InitError) {
     let error = program.exec();
     eprintln!("{error}");
     std::process::exit(127)
+}
+
+/// Turns the calling process, single-threaded and already in its
+/// container's namespaces, cgroup and root, into `process` of `spec`: as the
+/// container's init (`init`), it first applies the spec's masked and
+/// read-only paths and sysctls; then, as any process, its OOM score,
+/// limits, capabilities, user, `noNewPrivileges` and the spec's seccomp
+/// profile, and execs the program. This is the container code of the
+/// native class for runtimes that build namespaces and root filesystems
+/// themselves, such as the microvm backend's guest agent. Returns only on
+/// failure.
+pub fn become_process(spec: &oci_spec::runtime::Spec, process: &Process, init: bool) -> InitError {
+    let result = (|| {
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let filter = compile_seccomp(seccomp)?;
+        if init {
+            rootfs::restrict(spec)?;
+            kernel::set_sysctls(spec)?;
+        }
+        kernel::set_oom_score_adj(process)?;
+        let (program, _listener) = process::prepare(process, filter)?;
+        Ok(program)
+    })();
+    match result {
+        Ok(program) => program.exec(),
+        Err(e) => e,
+    }
 }
 
 /// Runs a process in a running container; returns only on failure.

@@ -105,8 +105,19 @@ pub struct Block {
 
 impl Block {
     /// Opens the raw image at `path` read-write; its size (rounded down to
-    /// sectors) is the device's capacity.
+    /// sectors) is the device's capacity and its file name (cut to
+    /// [`ID_LEN`] bytes) its id.
     pub fn open(path: &Path) -> Result<Block, BlockError> {
+        let name = path
+            .file_name()
+            .map(|n| n.as_encoded_bytes())
+            .unwrap_or_default();
+        Block::open_with_id(path, name)
+    }
+
+    /// Opens the raw image at `path` read-write with `id` (cut to
+    /// [`ID_LEN`] bytes) as the id the guest reads as its serial.
+    pub fn open_with_id(path: &Path, id: &[u8]) -> Result<Block, BlockError> {
         let err = |source| BlockError::Open {
             path: path.to_path_buf(),
             source,
@@ -117,17 +128,13 @@ impl Block {
             .open(path)
             .map_err(err)?;
         let size = file.metadata().map_err(err)?.len();
-        let mut id = [0u8; ID_LEN];
-        let name = path
-            .file_name()
-            .map(|n| n.as_encoded_bytes())
-            .unwrap_or_default();
-        let n = name.len().min(ID_LEN);
-        id[..n].copy_from_slice(&name[..n]);
+        let mut padded = [0u8; ID_LEN];
+        let n = id.len().min(ID_LEN);
+        padded[..n].copy_from_slice(&id[..n]);
         Ok(Block {
             file,
             sectors: size / SECTOR_SIZE,
-            id,
+            id: padded,
         })
     }
 
