@@ -440,7 +440,8 @@ fn fifo_dirs(c: &Containerd) -> BTreeSet<PathBuf> {
 }
 
 /// A VM that dies ends its task with 137 instead of hanging it; a shim that
-/// dies leaves no VM behind, because the shim's `delete` ends it.
+/// dies leaves no VM behind, because the shim's `delete` ends it, its exit
+/// is recorded as 137, and the same container id runs again at once.
 fn deaths(vms: &Vms) {
     let c = vms.c;
     if vms.guest_release().is_none() {
@@ -470,8 +471,16 @@ fn deaths(vms: &Vms) {
         .wait_status(id, "RUNNING", Duration::from_secs(60))
         .unwrap();
     let shim = c.shim_server(id).expect("the shim server of the container");
+    let watcher = c.watch_events().unwrap();
     sigkill(shim.pid as u32);
     vms.wait_vmm_gone(task.pid);
+    let exit = watcher
+        .wait_for(Duration::from_secs(30), |e| {
+            e.topic == "/tasks/exit" && e.container_id() == id
+        })
+        .unwrap();
+    assert_eq!(exit.u64_field("exit_status"), 137, "{exit:?}");
+    drop(watcher);
     let bundle = c.task_dir().join(id);
     let deadline = Instant::now() + Duration::from_secs(10);
     while bundle.exists() {
@@ -490,6 +499,9 @@ fn deaths(vms: &Vms) {
     for dir in fifo_dirs(c).difference(&fifos_before) {
         std::fs::remove_dir_all(dir).unwrap();
     }
+    let out = c.run(&vms.opts(id, ["echo", "again"])).unwrap();
+    assert_code(&out, 0);
+    assert_eq!(out.stdout, "again\n", "{out}");
 }
 
 #[test]
