@@ -674,25 +674,9 @@ disabled_plugins = [{disabled}]
     /// on its command line that is not one of the short-lived `start` or
     /// `delete` invocations. (Each container has its own shim here.)
     pub fn shim_server(&self, id: &str) -> Option<procfs::ProcInfo> {
-        let flag = |p: &procfs::ProcInfo, name: &str, value: &str| {
-            p.cmdline.windows(2).any(|w| w[0] == name && w[1] == value)
-        };
         let mut found: Vec<procfs::ProcInfo> = procfs::processes()
             .into_values()
-            .filter(|p| {
-                !p.is_zombie()
-                    && p.cmdline.first().is_some_and(|a| {
-                        Path::new(a)
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("containerd-shim"))
-                    })
-                    && flag(p, "-namespace", &self.namespace)
-                    && flag(p, "-id", id)
-                    && !p
-                        .cmdline
-                        .last()
-                        .is_some_and(|a| a == "start" || a == "delete")
-            })
+            .filter(|p| p.is_shim_server(&self.namespace) && p.has_flag("-id", id))
             .collect();
         // Should several match, the oldest is the one containerd talks to.
         found.sort_by_key(|p| p.start);

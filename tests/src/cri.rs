@@ -284,22 +284,7 @@ impl CriNode {
         dir.push(b'/');
         procfs::processes()
             .into_values()
-            .filter(|p| {
-                !p.is_zombie()
-                    && p.cmdline.first().is_some_and(|a| {
-                        Path::new(a)
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("containerd-shim"))
-                    })
-                    && p.cmdline
-                        .windows(2)
-                        .any(|w| w[0] == "-namespace" && w[1] == CRI_NAMESPACE)
-                    && p.environ_mentions(&dir)
-                    && !p
-                        .cmdline
-                        .last()
-                        .is_some_and(|a| a == "start" || a == "delete")
-            })
+            .filter(|p| p.is_shim_server(CRI_NAMESPACE) && p.environ_mentions(&dir))
             .collect()
     }
 

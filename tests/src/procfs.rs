@@ -25,6 +25,30 @@ pub struct ProcInfo {
 }
 
 impl ProcInfo {
+    /// Whether this is a live containerd shim serving containerd namespace
+    /// `namespace` (a `containerd-shim*` binary with `-namespace
+    /// NAMESPACE`), not one of its short-lived `start` or `delete` runs.
+    pub fn is_shim_server(&self, namespace: &str) -> bool {
+        !self.is_zombie()
+            && self.cmdline.first().is_some_and(|a| {
+                Path::new(a)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("containerd-shim"))
+            })
+            && self.has_flag("-namespace", namespace)
+            && !self
+                .cmdline
+                .last()
+                .is_some_and(|a| a == "start" || a == "delete")
+    }
+
+    /// Whether the command line has `name value` as two arguments.
+    pub fn has_flag(&self, name: &str, value: &str) -> bool {
+        self.cmdline
+            .windows(2)
+            .any(|w| w[0] == name && w[1] == value)
+    }
+
     /// `(pid, start)`: a process identity that survives PID reuse.
     pub fn key(&self) -> (i32, u64) {
         (self.pid, self.start)
@@ -244,5 +268,61 @@ mod tests {
     fn unescape() {
         assert_eq!(unescape_mount_path(r"/a\040b"), "/a b");
         assert_eq!(unescape_mount_path(r"/a\\b"), r"/a\\b");
+    }
+}
+
+/// What a leaking process would hold more of: open descriptors and threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    /// Open file descriptors.
+    pub fds: usize,
+    /// Threads.
+    pub threads: usize,
+}
+
+impl Holdings {
+    /// Those of process `pid`; panics if it is gone.
+    pub fn of(pid: i32) -> Holdings {
+        Holdings {
+            fds: fd_count(pid).unwrap_or_else(|| panic!("process {pid} is gone")),
+            threads: thread_count(pid).unwrap_or_else(|| panic!("process {pid} is gone")),
+        }
+    }
+
+    /// Waits up to `settle` (idle worker threads linger a while) until
+    /// process `pid` holds no more than `self`: its descriptors give or
+    /// take `fd_slack`, its threads too when `threads`; then asserts that
+    /// it does, and returns what it holds.
+    pub fn assert_back(
+        self,
+        pid: i32,
+        fd_slack: usize,
+        threads: bool,
+        settle: std::time::Duration,
+    ) -> Holdings {
+        let back = |now: Holdings| {
+            now.fds <= self.fds + fd_slack && (!threads || now.threads <= self.threads)
+        };
+        let deadline = std::time::Instant::now() + settle;
+        let mut now = Holdings::of(pid);
+        while !back(now) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            now = Holdings::of(pid);
+        }
+        assert!(
+            now.fds <= self.fds + fd_slack,
+            "process {pid}'s open descriptors grew from {} to {}",
+            self.fds,
+            now.fds
+        );
+        if threads {
+            assert!(
+                now.threads <= self.threads,
+                "process {pid}'s threads grew from {} to {}",
+                self.threads,
+                now.threads
+            );
+        }
+        now
     }
 }

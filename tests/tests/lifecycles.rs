@@ -14,7 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use strata_e2e::containerd::{shim_socket_path, DEFAULT_TASK_DIR};
-use strata_e2e::{assert_code, procfs, runtime_tests, Containerd, RunOptions};
+use strata_e2e::procfs::{self, Holdings};
+use strata_e2e::{assert_code, runtime_tests, Containerd, RunOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -208,17 +209,11 @@ fn exec_lifecycles(c: &Containerd) {
         .unwrap();
     c.wait_status(id, "RUNNING", WAIT).unwrap();
     let shim = c.shim_server(id).expect("no shim server").pid;
-    let counts = || {
-        (
-            procfs::fd_count(shim).expect("the shim is gone"),
-            procfs::thread_count(shim).expect("the shim is gone"),
-        )
-    };
     // One exec first, so that what the shim sets up once, on its first
     // exec, is in the baseline.
     assert_code(&c.exec(id, "warmup", &["true"]).unwrap(), 0);
     thread::sleep(Duration::from_millis(500));
-    let before = counts();
+    let before = Holdings::of(shim);
     let started = Instant::now();
     for i in 0..EXECS {
         // Only the exit code: `ctr` itself sometimes closes its copy of the
@@ -228,38 +223,17 @@ fn exec_lifecycles(c: &Containerd) {
         assert_code(&out, 0);
     }
     let took = started.elapsed();
-    let deadline = Instant::now() + SETTLE;
-    let mut after = counts();
     // runc's shim is a Go program whose runtime keeps the OS threads it
     // created, and now and then one descriptor it opened along with one of
     // them; for it only the descriptors are expected back, give or take
     // that one. Strata's shim gets no slack.
     let strata = strata_e2e::containerd::is_strata(c.runtime());
-    let (check_threads, fd_slack) = if strata { (true, 0) } else { (false, 1) };
-    let fds_back = |after: usize| after >= before.0 && after <= before.0 + fd_slack;
-    while (!fds_back(after.0) || (check_threads && after.1 > before.1)) && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(200));
-        after = counts();
-    }
+    let (threads, fd_slack) = if strata { (true, 0) } else { (false, 1) };
+    let after = before.assert_back(shim, fd_slack, threads, SETTLE);
     eprintln!(
-        "{EXECS} sequential execs ({}) took {took:?}; shim (fds, threads) {before:?} before, {after:?} after",
+        "{EXECS} sequential execs ({}) took {took:?}; shim {before:?} before, {after:?} after",
         c.runtime()
     );
-    assert!(
-        fds_back(after.0),
-        "the shim's open descriptors changed from {} to {}",
-        before.0,
-        after.0
-    );
-    if check_threads {
-        assert!(
-            after.1 <= before.1,
-            "the shim's threads grew from {} to {}",
-            before.1,
-            after.1
-        );
-    }
     assert_eq!(c.remove(id).unwrap(), 137);
 }
 

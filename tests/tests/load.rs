@@ -5,7 +5,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use strata_e2e::containerd::is_strata;
-use strata_e2e::{procfs, runtime_tests, Containerd, RunOptions};
+use strata_e2e::procfs::{self, Holdings};
+use strata_e2e::{runtime_tests, Containerd, RunOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -65,14 +66,6 @@ fn many_containers(c: &Containerd) {
     assert!(c.tasks().unwrap().is_empty());
 }
 
-/// Open descriptors and threads of process `pid`.
-fn counts(pid: i32) -> (usize, usize) {
-    (
-        procfs::fd_count(pid).expect("the shim is gone"),
-        procfs::thread_count(pid).expect("the shim is gone"),
-    )
-}
-
 /// `AT_ONCE` concurrent `ctr task exec` into one container all succeed with
 /// their own output; once they have ended, the shim has as many open
 /// descriptors and (Strata) threads as before them.
@@ -87,7 +80,7 @@ fn many_execs(c: &Containerd) {
     let out = c.exec(id, "warmup", &["true"]).unwrap();
     assert!(out.success(), "{out}");
     thread::sleep(Duration::from_millis(500));
-    let before = counts(shim);
+    let before = Holdings::of(shim);
 
     let results: Vec<_> = thread::scope(|s| {
         let handles: Vec<_> = (0..AT_ONCE)
@@ -108,29 +101,8 @@ fn many_execs(c: &Containerd) {
 
     // runc's shim is a Go program whose runtime keeps the OS threads it
     // created; only its descriptors are expected back where they were.
-    let check_threads = is_strata(c.runtime());
-    let deadline = Instant::now() + SETTLE;
-    let mut after = counts(shim);
-    while (after.0 > before.0 || (check_threads && after.1 > before.1)) && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(200));
-        after = counts(shim);
-    }
-    eprintln!("shim {shim}: (fds, threads) {before:?} before {AT_ONCE} execs, {after:?} after");
-    assert!(
-        after.0 <= before.0,
-        "the shim's open descriptors grew from {} to {}",
-        before.0,
-        after.0
-    );
-    if check_threads {
-        assert!(
-            after.1 <= before.1,
-            "the shim's threads grew from {} to {}",
-            before.1,
-            after.1
-        );
-    }
+    let after = before.assert_back(shim, 0, is_strata(c.runtime()), SETTLE);
+    eprintln!("shim {shim}: {before:?} before {AT_ONCE} execs, {after:?} after");
     assert_eq!(c.remove(id).unwrap(), 137);
 }
 

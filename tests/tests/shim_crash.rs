@@ -21,11 +21,9 @@ const CLEANUP: Duration = Duration::from_secs(5);
 /// `-namespace <namespace>` and (unlike the short-lived `start` and
 /// `delete` invocations) `-socket` on its command line.
 fn is_shim_server(p: &ProcInfo, shim: &Path, namespace: &str, id: &str) -> bool {
-    let flag =
-        |name: &str, value: &str| p.cmdline.windows(2).any(|w| w[0] == name && w[1] == value);
     p.exe.as_deref() == Some(shim)
-        && flag("-id", id)
-        && flag("-namespace", namespace)
+        && p.has_flag("-id", id)
+        && p.has_flag("-namespace", namespace)
         && p.cmdline.iter().any(|a| a == "-socket")
 }
 
