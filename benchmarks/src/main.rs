@@ -336,11 +336,18 @@ fn run(args: Args) -> Result<()> {
     for ((col, s), p) in cols.iter_mut().zip(start).zip(parallel) {
         let key = Key {
             group: "start",
-            name: "serial",
+            name: "serial, to first output",
             unit: "ms",
             higher_is_better: false,
         };
-        col.extend(key, s);
+        col.extend(key, s.first_output);
+        col.extend(
+            Key {
+                name: "serial, to exit",
+                ..key
+            },
+            s.exit,
+        );
         col.extend(
             Key {
                 name: &burst,

@@ -170,10 +170,11 @@ pub fn num(v: f64) -> String {
 fn description(g: &Group, c: &Config) -> String {
     match g.id {
         "start" => format!(
-            "Wall time of `ctr run --rm --runtime RUNTIME IMAGE ID true`: `serial` \
-             is one container at a time ({} runs per runtime after {} warm-up \
-             runs, interleaved); `{} at once` is the time until all of {} \
-             concurrent runs have exited ({} round(s) per runtime).",
+            "Wall time of `ctr run --rm --runtime RUNTIME IMAGE ID ...`: `serial` \
+             is one `echo up` container at a time, to its first output and to \
+             `ctr`'s exit ({} runs per runtime after {} warm-up runs, \
+             interleaved); `{} at once` is the time until all of {} concurrent \
+             `true` containers have exited ({} round(s) per runtime).",
             c.runs, c.warmup, c.parallel_containers, c.parallel_containers, c.parallel_rounds
         ),
         "syscalls" => format!(

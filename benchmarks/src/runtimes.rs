@@ -86,7 +86,7 @@ fn reason_of(error: &str) -> String {
 /// container record left by the failure is removed.
 pub fn probe_class(c: &Containerd, rt: &Runtime) -> std::result::Result<(), String> {
     let id = format!("avail-{}", rt.label);
-    match latency::run_once(c, &rt.name, &id) {
+    match latency::run_once(c, &rt.name, &id, &["true"]) {
         Ok(_) => Ok(()),
         Err(e) => {
             if c.containers().is_ok_and(|ids| ids.contains(&id)) {
