@@ -107,8 +107,11 @@ fn many_execs(c: &Containerd) {
     }
 
     // runc's shim is a Go program whose runtime keeps the OS threads it
-    // created; only its descriptors are expected back where they were.
-    let after = before.assert_back(shim, 0, is_strata(c.runtime()), SETTLE);
+    // created, and now and then one descriptor it opened along with one of
+    // them; for it only the descriptors are expected back, give or take
+    // that one. Strata's shim gets no slack.
+    let strata = is_strata(c.runtime());
+    let after = before.assert_back(shim, usize::from(!strata), strata, SETTLE);
     eprintln!("shim {shim}: {before:?} before {AT_ONCE} execs, {after:?} after");
     assert_eq!(c.remove(id).unwrap(), 137);
 }
