@@ -1,21 +1,30 @@
-//! The host's end of the agent protocol: calls with replies, and the
-//! output and exits the agent pushes, routed to each process's sink.
+//! The host's end of the agent protocol: ttrpc's async client on the VM's
+//! agent stream, with the stubs generated from `agent.proto`; each attached
+//! process's output is read and its exit waited for, into its sink.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use strata_agent::protocol::{
-    decode, encode, Call, Frame, GuestMessage, HostMessage, Reply, Stream, MAX_CHUNK, MAX_FRAME,
+use strata_agent::protocol::agent::{
+    ContainerRequest, CreateContainerRequest, Empty, ExecProcessRequest, ProcessRequest,
+    ResizePtyRequest, SignalProcessRequest, WriteStdinRequest,
 };
+use strata_agent::protocol::{Call, Reply, MAX_CHUNK};
 use strata_backend::{Error, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
-/// How long a call may go unanswered before the guest counts as hung.
+/// The client stubs generated from `agent.proto`, next to the messages
+/// they name as `super::agent`.
+mod stubs {
+    pub use strata_agent::protocol::agent;
+    include!(concat!(env!("OUT_DIR"), "/stubs.rs"));
+}
+
+use stubs::agent_ttrpc::AgentClient as Stub;
+
+/// How long a call may go unanswered before the guest counts as hung
+/// (reading output and waiting for an exit are not bounded).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The exit code reported for processes whose VM went away under them.
@@ -31,142 +40,249 @@ pub struct Sink {
     pub exit: oneshot::Sender<u32>,
 }
 
-type Replies = HashMap<u64, oneshot::Sender<std::result::Result<Reply, String>>>;
-
-#[derive(Default)]
-struct Routes {
-    replies: Replies,
-    sinks: HashMap<String, Sink>,
-    /// Why the connection ended, once it has.
-    closed: Option<String>,
-}
-
 /// A connection to one VM's agent, shared by the containers it hosts.
 pub struct AgentClient {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    routes: Arc<Mutex<Routes>>,
-    next_id: AtomicU64,
+    stub: Arc<Stub>,
     vm: String,
 }
 
 impl AgentClient {
-    /// Greets the agent on `stream` and waits until it is ready; returns the
+    /// Greets the agent on `stream` and waits for its answer; returns the
     /// client and the guest kernel's release. `vm` names the VM in messages.
     pub async fn connect(stream: UnixStream, vm: &str) -> Result<(AgentClient, String)> {
-        let (mut reader, mut writer) = stream.into_split();
-        writer
-            .write_all(
-                &encode(&Frame::Control(HostMessage::Hello))
-                    .map_err(|e| Error::io("encoding", e))?,
-            )
-            .await
-            .map_err(|e| Error::io(format!("greeting the agent of {vm}"), e))?;
-        let kernel = match read(&mut reader).await {
-            Ok(Some(Frame::Control(GuestMessage::Ready { kernel }))) => kernel,
-            Ok(Some(other)) => {
-                return Err(Error::Process(format!(
-                    "the agent of {vm} answered the greeting with {other:?}"
-                )))
-            }
-            Ok(None) => {
-                return Err(Error::Process(format!(
-                    "the VM {vm} closed its agent port before the agent was ready"
-                )))
-            }
-            Err(e) => return Err(Error::io(format!("reading from the agent of {vm}"), e)),
+        let socket = ttrpc::r#async::transport::Socket::new(stream);
+        let client = AgentClient {
+            stub: Arc::new(Stub::new(ttrpc::r#async::Client::new(socket))),
+            vm: vm.to_owned(),
         };
-        let routes = Arc::new(Mutex::new(Routes::default()));
-        tokio::spawn(route(reader, routes.clone(), vm.to_owned()));
-        Ok((
-            AgentClient {
-                writer: tokio::sync::Mutex::new(writer),
-                routes,
-                next_id: AtomicU64::new(1),
-                vm: vm.to_owned(),
-            },
-            kernel,
-        ))
+        let hello = client
+            .stub
+            .hello(ttrpc::context::Context::default(), &Empty::new())
+            .await
+            .map_err(|e| client.failed("greet the agent", e))?;
+        Ok((client, hello.kernel_release))
     }
 
-    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes the call and waits for its reply; the agent's refusal becomes
+    /// Makes the call and waits for its answer; the agent's refusal becomes
     /// [`Error::Process`] with its message.
     pub async fn call(&self, call: Call) -> Result<Reply> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let what = call_name(&call);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut routes = self.routes();
-            if let Some(reason) = &routes.closed {
-                return Err(Error::State(format!("cannot {what}: {reason}")));
+        self.send(call).await.map_err(|e| self.failed(what, e))
+    }
+
+    async fn send(&self, call: Call) -> ttrpc::Result<Reply> {
+        let ctx = || ttrpc::context::with_duration(CALL_TIMEOUT);
+        let stub = &self.stub;
+        let done = |_: Empty| Reply::Done;
+        match call {
+            Call::Create {
+                container,
+                disk,
+                spec,
+                mounts,
+                stdin,
+            } => {
+                let request = CreateContainerRequest {
+                    container_id: container,
+                    disk,
+                    spec_json: to_json(&spec)?,
+                    mounts,
+                    stdin,
+                    ..Default::default()
+                };
+                stub.create_container(ctx(), &request).await.map(done)
             }
-            routes.replies.insert(id, tx);
-        }
-        let sent = self
-            .send(&Frame::Control(HostMessage::Request { id, call }))
-            .await;
-        if let Err(e) = sent {
-            self.routes().replies.remove(&id);
-            return Err(e);
-        }
-        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
-            Ok(Ok(Ok(reply))) => Ok(reply),
-            Ok(Ok(Err(message))) => Err(Error::Process(message)),
-            Ok(Err(_)) => Err(Error::State(format!(
-                "cannot {what}: {}",
-                self.routes().closed.clone().unwrap_or_default()
-            ))),
-            Err(_) => {
-                self.routes().replies.remove(&id);
-                Err(Error::Process(format!(
-                    "the agent of {} did not answer {what} in {CALL_TIMEOUT:?}",
-                    self.vm
-                )))
+            Call::Start { container } => stub
+                .start_container(ctx(), &container_request(container))
+                .await
+                .map(|s| Reply::Started { pid: s.pid }),
+            Call::Exec {
+                container,
+                exec_id,
+                process,
+                stdin,
+            } => {
+                let request = ExecProcessRequest {
+                    container_id: container,
+                    exec_id,
+                    process_json: to_json(&process)?,
+                    stdin,
+                    ..Default::default()
+                };
+                stub.exec_process(ctx(), &request)
+                    .await
+                    .map(|s| Reply::Started { pid: s.pid })
             }
+            Call::Kill {
+                container,
+                process,
+                signal,
+                all,
+            } => {
+                let request = SignalProcessRequest {
+                    container_id: container,
+                    exec_id: process,
+                    signal,
+                    all,
+                    ..Default::default()
+                };
+                stub.signal_process(ctx(), &request).await.map(done)
+            }
+            Call::CloseStdin { container, process } => stub
+                .close_stdin(ctx(), &process_request(&container, &process))
+                .await
+                .map(done),
+            Call::ResizePty {
+                container,
+                process,
+                width,
+                height,
+            } => {
+                let request = ResizePtyRequest {
+                    container_id: container,
+                    exec_id: process,
+                    width,
+                    height,
+                    ..Default::default()
+                };
+                stub.resize_pty(ctx(), &request).await.map(done)
+            }
+            Call::Stats { container } => {
+                let stats = stub
+                    .stats_container(ctx(), &container_request(container))
+                    .await?;
+                let stats = serde_json::from_slice(&stats.stats_json).map_err(|e| {
+                    ttrpc::Error::Others(format!("decoding the agent's statistics: {e}"))
+                })?;
+                Ok(Reply::Stats(Box::new(stats)))
+            }
+            Call::Remove { container } => stub
+                .remove_container(ctx(), &container_request(container))
+                .await
+                .map(done),
+            Call::Shutdown => stub.shutdown(ctx(), &Empty::new()).await.map(done),
         }
     }
 
-    /// Sends stdin bytes to the process with key `process`, in frames of at most [`MAX_CHUNK`].
-    pub async fn stdin(&self, process: &str, data: &[u8]) -> Result<()> {
+    /// The error of a call to `what` that failed with `e`.
+    fn failed(&self, what: &str, e: ttrpc::Error) -> Error {
+        match e {
+            ttrpc::Error::RpcStatus(status) => Error::Process(status.message),
+            ttrpc::Error::LocalClosed | ttrpc::Error::RemoteClosed | ttrpc::Error::Socket(_) => {
+                Error::State(format!(
+                    "cannot {what}: the VM {} is gone (its agent connection ended: {e})",
+                    self.vm
+                ))
+            }
+            e => Error::Process(format!(
+                "the agent of {} did not answer {what}: {e}",
+                self.vm
+            )),
+        }
+    }
+
+    /// Sends stdin bytes to process `exec` of `container`, in calls of at
+    /// most [`MAX_CHUNK`] bytes.
+    pub async fn stdin(&self, container: &str, exec: &str, data: &[u8]) -> Result<()> {
         for chunk in data.chunks(MAX_CHUNK) {
-            self.send(&Frame::Data {
-                process: process.to_owned(),
-                stream: Stream::Stdin,
+            let request = WriteStdinRequest {
+                container_id: container.to_owned(),
+                exec_id: exec.to_owned(),
                 data: chunk.to_vec(),
-            })
-            .await?;
+                ..Default::default()
+            };
+            self.stub
+                .write_stdin(ttrpc::context::with_duration(CALL_TIMEOUT), &request)
+                .await
+                .map_err(|e| self.failed("write to stdin", e))?;
         }
         Ok(())
     }
 
-    async fn send(&self, frame: &Frame<HostMessage>) -> Result<()> {
-        let bytes = encode(frame).map_err(|e| Error::io("encoding a frame for the agent", e))?;
-        self.writer
-            .lock()
-            .await
-            .write_all(&bytes)
-            .await
-            .map_err(|e| Error::io(format!("writing to the agent of {}", self.vm), e))
+    /// Reads the output of process `exec` of `container` (created or
+    /// started by now) into `sink` and then its exit, once the output was
+    /// read to its end; a failure (the VM is gone) ends it with [`LOST`].
+    pub fn attach(&self, container: &str, exec: &str, sink: Sink) {
+        let request = process_request(container, exec);
+        let (stub, vm) = (self.stub.clone(), self.vm.clone());
+        tokio::spawn(async move {
+            let stdout = read(&stub, &request, Stream::Stdout, sink.stdout);
+            let stderr = read(&stub, &request, Stream::Stderr, sink.stderr);
+            let wait = stub.wait_process(ttrpc::context::Context::default(), &request);
+            let (_, _, exit) = tokio::join!(stdout, stderr, wait);
+            let code = match exit {
+                Ok(exit) => exit.code,
+                Err(e) => {
+                    log::info!(
+                        "vm {vm}: process {:?} of {:?} lost: {e}",
+                        request.exec_id,
+                        request.container_id
+                    );
+                    LOST
+                }
+            };
+            let _ = sink.exit.send(code);
+        });
     }
+}
 
-    /// Routes the output and exit of the process with key `process` to
-    /// `sink` from now on.
-    pub fn attach(&self, process: &str, sink: Sink) {
-        let mut routes = self.routes();
-        if routes.closed.is_some() {
-            let _ = sink.exit.send(LOST);
-            return;
+/// One output stream of a process.
+#[derive(Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Reads `stream` of the process of `request` until its end, passing each
+/// chunk to `to` (or dropping it: the guest holds output until it is read).
+async fn read(
+    stub: &Stub,
+    request: &ProcessRequest,
+    stream: Stream,
+    to: Option<mpsc::UnboundedSender<Vec<u8>>>,
+) {
+    loop {
+        let ctx = ttrpc::context::Context::default();
+        let output = match stream {
+            Stream::Stdout => stub.read_stdout(ctx, request).await,
+            Stream::Stderr => stub.read_stderr(ctx, request).await,
+        };
+        match output {
+            Ok(output) if output.eof => return,
+            Ok(output) => {
+                if let Some(to) = &to {
+                    let _ = to.send(output.data);
+                }
+            }
+            Err(e) => {
+                log::debug!(
+                    "reading the output of {:?} of {:?}: {e}",
+                    request.exec_id,
+                    request.container_id
+                );
+                return;
+            }
         }
-        routes.sinks.insert(process.to_owned(), sink);
     }
+}
 
-    /// Stops routing to `process` (its start failed).
-    pub fn detach(&self, process: &str) {
-        self.routes().sinks.remove(process);
+fn container_request(container: String) -> ContainerRequest {
+    ContainerRequest {
+        container_id: container,
+        ..Default::default()
     }
+}
+
+fn process_request(container: &str, exec: &str) -> ProcessRequest {
+    ProcessRequest {
+        container_id: container.to_owned(),
+        exec_id: exec.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> ttrpc::Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ttrpc::Error::Others(format!("encoding JSON: {e}")))
 }
 
 fn call_name(call: &Call) -> &'static str {
@@ -180,76 +296,5 @@ fn call_name(call: &Call) -> &'static str {
         Call::Stats { .. } => "read statistics",
         Call::Remove { .. } => "remove the container from the VM",
         Call::Shutdown => "shut the VM down",
-    }
-}
-
-/// Reads one frame from the agent.
-async fn read(reader: &mut OwnedReadHalf) -> std::io::Result<Option<Frame<GuestMessage>>> {
-    let mut length = [0; 4];
-    match reader.read_exact(&mut length).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let length = u32::from_be_bytes(length) as usize;
-    if length == 0 || length > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame length {length} out of range"),
-        ));
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).await?;
-    decode(&body).map(Some)
-}
-
-/// Delivers the agent's frames until the connection ends; then fails every
-/// waiting call and ends every process with [`LOST`], so nothing hangs on
-/// a VM that is gone.
-async fn route(mut reader: OwnedReadHalf, routes: Arc<Mutex<Routes>>, vm: String) {
-    let reason = loop {
-        let frame = match read(&mut reader).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break format!("the VM {vm} is gone (its agent port closed)"),
-            Err(e) => break format!("reading from the agent of {vm}: {e}"),
-        };
-        let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
-        match frame {
-            Frame::Control(GuestMessage::Reply { id, result }) => {
-                if let Some(tx) = routes.replies.remove(&id) {
-                    let _ = tx.send(result);
-                }
-            }
-            Frame::Control(GuestMessage::Exit { process, code }) => {
-                if let Some(sink) = routes.sinks.remove(&process) {
-                    let _ = sink.exit.send(code);
-                }
-            }
-            Frame::Control(GuestMessage::Ready { .. }) => {}
-            Frame::Data {
-                process,
-                stream,
-                data,
-            } => {
-                let Some(sink) = routes.sinks.get(&process) else {
-                    continue;
-                };
-                let to = match stream {
-                    Stream::Stdout => &sink.stdout,
-                    Stream::Stderr => &sink.stderr,
-                    Stream::Stdin => &None,
-                };
-                if let Some(to) = to {
-                    let _ = to.send(data);
-                }
-            }
-        }
-    };
-    log::info!("{reason}");
-    let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
-    routes.closed = Some(reason);
-    routes.replies.clear();
-    for (_, sink) in routes.sinks.drain() {
-        let _ = sink.exit.send(LOST);
     }
 }

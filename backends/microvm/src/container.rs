@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use oci_spec::runtime::LinuxResources;
-use strata_agent::protocol::{process_key, Call, Reply, INIT};
+use strata_agent::protocol::{Call, Reply, INIT};
 use strata_backend::{Container, Error, Metrics, Process, Result, Stdio};
 use strata_cgroups::Version;
 
@@ -82,25 +82,17 @@ impl Container for MicrovmContainer {
         }
         strata_native::check_process(&process)?;
         let outputs = stdio::outputs(&stdio)?;
-        let key = process_key(&self.id, exec_id);
-        self.client.attach(&key, outputs.sink);
         let call = Call::Exec {
             container: self.id.clone(),
             exec_id: exec_id.to_owned(),
             process: Box::new(process),
             stdin: stdio.stdin.is_some(),
         };
-        let pid = match self.client.call(call).await {
-            Ok(Reply::Started { pid }) => pid,
-            Ok(other) => {
-                self.client.detach(&key);
-                return Err(unexpected(&other));
-            }
-            Err(e) => {
-                self.client.detach(&key);
-                return Err(e);
-            }
+        let pid = match self.client.call(call).await? {
+            Reply::Started { pid } => pid,
+            other => return Err(unexpected(&other)),
         };
+        self.client.attach(&self.id, exec_id, outputs.sink);
         let process = MicrovmProcess::watch(
             &self.id,
             exec_id,
@@ -125,7 +117,7 @@ impl Container for MicrovmContainer {
             .call(Call::Kill {
                 container: self.id.clone(),
                 process: INIT.into(),
-                signal: signal as i32,
+                signal,
                 all: true,
             })
             .await

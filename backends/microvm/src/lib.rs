@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use strata_agent::protocol::{process_key, INIT, ROOT_DISK};
+use strata_agent::protocol::{INIT, ROOT_DISK};
 use strata_backend::{Backend, Container, CreateRequest, Error, Result};
 use strata_config::MicrovmOptions;
 
@@ -245,12 +245,8 @@ async fn create_in(
         request.stdio.stdin.is_some(),
     )?;
     let outputs = stdio::outputs(&request.stdio)?;
-    let key = process_key(&request.id, INIT);
-    client.attach(&key, outputs.sink);
-    if let Err(e) = client.call(call).await {
-        client.detach(&key);
-        return Err(e);
-    }
+    client.call(call).await?;
+    client.attach(&request.id, INIT, outputs.sink);
     let init = MicrovmProcess::watch(
         &request.id,
         INIT,

@@ -91,7 +91,7 @@ impl Process for MicrovmProcess {
             .call(Call::Kill {
                 container: self.container.clone(),
                 process: self.exec.clone(),
-                signal: signal as i32,
+                signal,
                 all: false,
             })
             .await
@@ -136,8 +136,8 @@ impl Process for MicrovmProcess {
             .call(Call::ResizePty {
                 container: self.container.clone(),
                 process: self.exec.clone(),
-                width: width.min(u16::MAX as u32) as u16,
-                height: height.min(u16::MAX as u32) as u16,
+                width,
+                height,
             })
             .await
             .map(drop)

@@ -2,7 +2,8 @@
 //! part of a Kubernetes pod a container is.
 
 use oci_spec::runtime::Spec;
-use strata_agent::protocol::{Call, GuestMount};
+use strata_agent::protocol::agent::Mount;
+use strata_agent::protocol::Call;
 use strata_backend::{Error, Result};
 use strata_config::MIN_MEMORY_MIB;
 
@@ -164,7 +165,7 @@ pub fn create_call(spec: &Spec, id: &str, disk: &str, stdin: bool) -> Result<Cal
             );
             continue;
         }
-        mounts.push(GuestMount {
+        mounts.push(Mount {
             destination,
             kind,
             source: m
@@ -173,6 +174,7 @@ pub fn create_call(spec: &Spec, id: &str, disk: &str, stdin: bool) -> Result<Cal
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             options: m.options().clone().unwrap_or_default(),
+            ..Default::default()
         });
     }
     // The guest makes the mounts above itself; hooks run on the host.

@@ -106,7 +106,7 @@ pub fn input(
             if n == 0 {
                 break;
             }
-            if client.stdin(&key, &buf[..n]).await.is_err() {
+            if client.stdin(&container, &exec, &buf[..n]).await.is_err() {
                 return;
             }
         }

@@ -4,7 +4,7 @@ mod boot;
 mod cgroup;
 mod enter;
 mod error;
-mod link;
+mod output;
 mod port;
 mod rootfs;
 mod server;
@@ -36,6 +36,5 @@ fn main() {
             server::power_off();
         }
     };
-    let agent = server::Agent::new(link::Link::new(writer));
-    agent.serve(port)
+    server::Agent::launch().serve(port, writer)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, MsFlags};
 use serde::{Deserialize, Serialize};
-use strata_agent::protocol::GuestMount;
+use strata_agent::protocol::agent::Mount;
 
 use crate::error::{io, sys, AgentError, Result};
 
@@ -74,7 +74,7 @@ pub fn prepare(
     root: &Path,
     serial: &str,
     readonly: bool,
-    mounts: &[GuestMount],
+    mounts: &[Mount],
 ) -> Result<Vec<ProcMount>> {
     // The host rewrites a spare disk's image between the containers that
     // use it: the kernel dropped the disk's cached blocks when the last
@@ -127,7 +127,7 @@ pub fn remove(root: &Path) -> Result<()> {
 }
 
 /// Mounts the guest's `/dev` and `mounts` inside `root`.
-fn mount_inside(root: &Path, mounts: &[GuestMount]) -> Result<Vec<ProcMount>> {
+fn mount_inside(root: &Path, mounts: &[Mount]) -> Result<Vec<ProcMount>> {
     let dev = target(root, "/dev")?;
     mount(
         Some("/dev"),

@@ -1,5 +1,5 @@
-//! Serves the host's calls for each container the VM hosts, and reports
-//! each process's exit after its output.
+//! Serves the host's calls for each container the VM hosts: the agent
+//! service's methods over the [`rpc`](strata_agent::rpc) loop.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,21 +12,25 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{Process, Spec};
-use strata_agent::protocol::{
-    process_key, read_frame, split_key, Call, Frame, GuestMessage, HostMessage, Reply, Stream, INIT,
+use protobuf::Message;
+use strata_agent::protocol::agent::{
+    ContainerRequest, CreateContainerRequest, Empty, ExecProcessRequest, Exit, HelloResponse,
+    Output, ProcessRequest, ResizePtyRequest, SignalProcessRequest, Started, StatsResponse,
+    WriteStdinRequest,
 };
+use strata_agent::protocol::{process_key, INIT};
+use strata_agent::rpc::{self, Handler};
+use ttrpc::proto::{Code, Status};
 
 use crate::cgroup::ContainerCgroup;
 use crate::enter::EnterRequest;
 use crate::error::{sys, AgentError, Result};
-use crate::link::Link;
 use crate::rootfs;
 use crate::spawn::{ChildEnds, Spawner, Streams};
 
 /// The init process between Create and Start.
 struct Pending {
     request: EnterRequest,
-    streams: Streams,
     ends: ChildEnds,
 }
 
@@ -42,22 +46,66 @@ struct Hosted {
     spawner: Spawner,
     /// Its init process until Start.
     pending: Option<Pending>,
-    /// Its init process's guest pid once started.
-    init: Option<i32>,
 }
 
-/// A running process.
-struct Running {
-    pid: i32,
+/// A process of a container, from its creation until the host has waited
+/// for it: its streams, its guest pid once started, its end once known.
+struct Proc {
     streams: Streams,
+    pid: Mutex<Option<i32>>,
+    /// The exit code once the process exited and its output was drained,
+    /// or why it never will.
+    end: Mutex<Option<std::result::Result<u32, String>>>,
+    ended: Condvar,
+}
+
+impl Proc {
+    fn new(streams: Streams) -> Arc<Proc> {
+        Arc::new(Proc {
+            streams,
+            pid: Mutex::new(None),
+            end: Mutex::new(None),
+            ended: Condvar::new(),
+        })
+    }
+
+    fn pid(&self) -> Option<i32> {
+        *self.pid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The running process's pid: started and not yet ended.
+    fn running(&self) -> Option<i32> {
+        let ended = self.end.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        self.pid().filter(|_| !ended)
+    }
+
+    fn finish(&self, end: std::result::Result<u32, String>) {
+        *self.end.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
+        self.ended.notify_all();
+    }
+
+    /// Waits for the end, then until the host has read all the output.
+    fn wait(&self) -> std::result::Result<u32, String> {
+        let mut end = self.end.lock().unwrap_or_else(|p| p.into_inner());
+        let end = loop {
+            match &*end {
+                Some(e) => break e.clone(),
+                None => end = self.ended.wait(end).unwrap_or_else(|p| p.into_inner()),
+            }
+        };
+        if end.is_ok() {
+            self.streams.wait_read();
+        }
+        end
+    }
 }
 
 #[derive(Default)]
 struct State {
     containers: HashMap<String, Hosted>,
-    /// Running processes by [`process_key`].
-    running: HashMap<String, Running>,
-    by_pid: HashMap<i32, String>,
+    /// Processes by [`process_key`], until waited for.
+    procs: HashMap<String, Arc<Proc>>,
+    by_pid: HashMap<i32, Arc<Proc>>,
     /// Counts spawns, so the reaper knows a child appeared while it looked.
     spawned: u64,
 }
@@ -71,30 +119,32 @@ impl State {
 
     /// The running init process of `container`.
     fn init_of(&mut self, container: &str) -> Result<i32> {
-        let key = process_key(container, INIT);
-        let init = self.hosted(container)?.init;
-        match init {
-            Some(pid) if self.running.contains_key(&key) => Ok(pid),
-            _ => Err(AgentError::Refused(format!(
-                "container {container:?} is not running"
-            ))),
-        }
+        self.hosted(container)?;
+        self.procs
+            .get(&process_key(container, INIT))
+            .and_then(|p| p.running())
+            .ok_or_else(|| AgentError::Refused(format!("container {container:?} is not running")))
+    }
+
+    fn proc(&self, container: &str, exec: &str) -> Result<Arc<Proc>> {
+        self.procs
+            .get(&process_key(container, exec))
+            .cloned()
+            .ok_or_else(|| AgentError::Refused(format!("{} is unknown", describe(container, exec))))
     }
 }
 
-/// The agent: its link to the host and its processes.
+/// The agent: its containers and processes.
 #[derive(Clone)]
 pub struct Agent {
-    link: Link,
     state: Arc<Mutex<State>>,
     children: Arc<Condvar>,
 }
 
 impl Agent {
-    /// An agent that reports through `link`; starts its reaper.
-    pub fn new(link: Link) -> Agent {
+    /// An agent with no container yet; starts its reaper.
+    pub fn launch() -> Agent {
         let agent = Agent {
-            link,
             state: Arc::default(),
             children: Arc::default(),
         };
@@ -107,279 +157,263 @@ impl Agent {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads the host's frames from `port` and answers them, for ever.
-    pub fn serve(&self, mut port: File) -> ! {
+    /// Serves the host's calls read from `port`, answering on `writer`,
+    /// for ever.
+    pub fn serve(self, mut port: File, writer: File) -> ! {
+        let (writer, agent) = (Arc::new(Mutex::new(writer)), Arc::new(self));
         loop {
-            match read_frame::<HostMessage>(&mut port) {
-                Ok(Some(Frame::Control(HostMessage::Hello))) => {
-                    let kernel = nix::sys::utsname::uname()
-                        .map(|u| u.release().to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    self.link
-                        .send(&Frame::Control(GuestMessage::Ready { kernel }));
-                }
-                Ok(Some(Frame::Control(HostMessage::Request { id, call }))) => {
-                    let shutdown = call == Call::Shutdown;
-                    let result = self.call(call).map_err(|e| e.to_string());
-                    self.link
-                        .send(&Frame::Control(GuestMessage::Reply { id, result }));
-                    if shutdown {
-                        power_off();
-                    }
-                }
-                Ok(Some(Frame::Data {
-                    process,
-                    stream: Stream::Stdin,
-                    data,
-                })) => self.stdin(&process, data),
-                Ok(Some(Frame::Data { stream, .. })) => {
-                    eprintln!("strata-agent: ignoring {stream:?} data from the host");
-                }
-                // No host on the other end (yet): the port reads end-of-file.
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => {
-                    eprintln!("strata-agent: reading from the host: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+            if let Err(e) = rpc::serve(&mut port, writer.clone(), agent.clone()) {
+                eprintln!("strata-agent: reading from the host: {e}");
             }
+            // No host on the other end (yet): the port reads end-of-file.
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn call(&self, call: Call) -> Result<Reply> {
-        match call {
-            Call::Create {
-                container,
-                disk,
-                spec,
-                mounts,
-                stdin,
-            } => {
-                let mut state = self.state();
-                if state.containers.contains_key(&container) {
-                    return Err(AgentError::Refused(format!(
-                        "container {container:?} exists already"
-                    )));
-                }
-                let process = spec
-                    .process()
-                    .clone()
-                    .ok_or_else(|| AgentError::Refused("the spec has no process".into()))?;
-                let readonly = spec.root().as_ref().and_then(|r| r.readonly());
-                let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-                // The VM's hostname is the pod's: every container shares it.
-                if let Some(name) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
-                    nix::unistd::sethostname(name)
-                        .map_err(sys(format!("setting the hostname {name:?}")))?;
-                }
-                let root = rootfs::root_of(&container)?;
-                let proc_mounts =
-                    rootfs::prepare(&root, &disk, readonly.unwrap_or(false), &mounts)?;
-                let cgroup = match ContainerCgroup::create(&container, resources) {
-                    Ok(cgroup) => cgroup,
-                    Err(e) => {
-                        let _ = rootfs::remove(&root);
-                        return Err(e);
-                    }
-                };
-                let request = EnterRequest {
-                    spec: (*spec).clone(),
-                    process,
-                    root: root.clone(),
-                    proc_mounts,
-                    init: None,
-                };
-                let hosted = self.prepare(&container, &cgroup, request, stdin);
-                match hosted {
-                    Ok((spawner, pending)) => {
-                        state.containers.insert(
-                            container,
-                            Hosted {
-                                root,
-                                spec: *spec,
-                                cgroup,
-                                spawner,
-                                pending: Some(pending),
-                                init: None,
-                            },
-                        );
-                        Ok(Reply::Done)
-                    }
-                    Err(e) => {
-                        let _ = cgroup.destroy();
-                        let _ = rootfs::remove(&root);
-                        Err(e)
-                    }
-                }
+    fn hello(&self, _: Empty) -> Result<HelloResponse> {
+        let mut hello = HelloResponse::new();
+        hello.kernel_release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(hello)
+    }
+
+    fn create(&self, call: CreateContainerRequest) -> Result<Empty> {
+        let container = call.container_id;
+        let spec: Spec = serde_json::from_slice(&call.spec_json)
+            .map_err(|e| AgentError::Refused(format!("decoding the spec: {e}")))?;
+        let mut state = self.state();
+        if state.containers.contains_key(&container) {
+            return Err(AgentError::Refused(format!(
+                "container {container:?} exists already"
+            )));
+        }
+        let process = spec
+            .process()
+            .clone()
+            .ok_or_else(|| AgentError::Refused("the spec has no process".into()))?;
+        let readonly = spec.root().as_ref().and_then(|r| r.readonly());
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        // The VM's hostname is the pod's: every container shares it.
+        if let Some(name) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(name)
+                .map_err(sys(format!("setting the hostname {name:?}")))?;
+        }
+        let root = rootfs::root_of(&container)?;
+        let proc_mounts =
+            rootfs::prepare(&root, &call.disk, readonly.unwrap_or(false), &call.mounts)?;
+        let cgroup = match ContainerCgroup::create(&container, resources) {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                let _ = rootfs::remove(&root);
+                return Err(e);
             }
-            Call::Start { container } => {
-                let mut state = self.state();
-                let hosted = state.hosted(&container)?;
-                let Some(pending) = hosted.pending.take() else {
-                    return Err(AgentError::Refused(format!(
-                        "container {container:?} does not wait to be started"
-                    )));
-                };
-                let pid = hosted.spawner.spawn(pending.request, pending.ends)?;
-                hosted.init = Some(pid as i32);
-                self.register(
-                    &mut state,
-                    &process_key(&container, INIT),
-                    pid,
-                    pending.streams,
+        };
+        let request = EnterRequest {
+            spec: spec.clone(),
+            process,
+            root: root.clone(),
+            proc_mounts,
+            init: None,
+        };
+        match prepare(&cgroup, request, call.stdin) {
+            Ok((spawner, pending, streams)) => {
+                state
+                    .procs
+                    .insert(process_key(&container, INIT), Proc::new(streams));
+                state.containers.insert(
+                    container,
+                    Hosted {
+                        root,
+                        spec,
+                        cgroup,
+                        spawner,
+                        pending: Some(pending),
+                    },
                 );
-                Ok(Reply::Started { pid })
+                Ok(Empty::new())
             }
-            Call::Exec {
-                container,
-                exec_id,
-                process,
-                stdin,
-            } => {
-                let mut state = self.state();
-                let init = state
-                    .init_of(&container)
-                    .map_err(|e| AgentError::Refused(format!("cannot exec {exec_id:?}: {e}")))?;
-                let key = process_key(&container, &exec_id);
-                if exec_id.is_empty() || state.running.contains_key(&key) {
-                    return Err(AgentError::Refused(format!(
-                        "exec id {exec_id:?} is taken or empty"
-                    )));
-                }
-                let hosted = state.hosted(&container)?;
-                check_executable(&hosted.root, &process)?;
-                let (streams, ends) =
-                    Streams::open(&key, process.terminal().unwrap_or(false), stdin, &self.link)?;
-                let request = EnterRequest {
-                    spec: hosted.spec.clone(),
-                    process: *process,
-                    root: hosted.root.clone(),
-                    proc_mounts: Vec::new(),
-                    init: Some(init),
-                };
-                let pid = hosted.spawner.spawn(request, ends)?;
-                self.register(&mut state, &key, pid, streams);
-                Ok(Reply::Started { pid })
+            Err(e) => {
+                let _ = cgroup.destroy();
+                let _ = rootfs::remove(&root);
+                Err(e)
             }
-            Call::Kill {
-                container,
-                process,
-                signal,
-                all,
-            } => {
-                let signal = Signal::try_from(signal).map_err(sys(format!("signal {signal}")))?;
-                let mut state = self.state();
-                if all {
-                    state.hosted(&container)?.cgroup.signal_all(signal)?;
-                    return Ok(Reply::Done);
-                }
-                let Some(running) = state.running.get(&process_key(&container, &process)) else {
-                    return Err(AgentError::Refused(format!(
-                        "{} is not running",
-                        describe(&container, &process)
-                    )));
-                };
-                kill(Pid::from_raw(running.pid), signal)
-                    .map_err(sys(format!("sending {signal} to process {}", running.pid)))?;
-                Ok(Reply::Done)
-            }
-            Call::CloseStdin { container, process } => {
-                let mut state = self.state();
-                if let Some(streams) = streams_of(&mut state, &container, &process) {
-                    streams.stdin = None;
-                }
-                Ok(Reply::Done)
-            }
-            Call::ResizePty {
-                container,
-                process,
-                width,
-                height,
-            } => {
-                let mut state = self.state();
-                let Some(streams) = streams_of(&mut state, &container, &process) else {
-                    return Err(AgentError::Refused(format!(
-                        "{} is not running",
-                        describe(&container, &process)
-                    )));
-                };
-                streams.resize(width, height)?;
-                Ok(Reply::Done)
-            }
-            Call::Stats { container } => {
-                let mut state = self.state();
-                Ok(Reply::Stats(Box::new(
-                    state.hosted(&container)?.cgroup.stats()?,
-                )))
-            }
-            Call::Remove { container } => {
-                let mut state = self.state();
-                state.hosted(&container)?;
-                let hosted = state
-                    .containers
-                    .remove(&container)
-                    .expect("the container was just found");
-                drop(state);
-                // Nothing may write to the disk once the host reuses it.
-                hosted.cgroup.kill_all()?;
-                hosted.cgroup.destroy()?;
-                rootfs::remove(&hosted.root)?;
-                Ok(Reply::Done)
-            }
-            Call::Shutdown => Ok(Reply::Done),
         }
     }
 
-    /// The spawner of a new container (its processes join `cgroup`) and its
-    /// init process, prepared: the executable found, the streams made.
-    fn prepare(
-        &self,
-        container: &str,
-        cgroup: &ContainerCgroup,
-        request: EnterRequest,
-        stdin: bool,
-    ) -> Result<(Spawner, Pending)> {
-        // The container's processes get a PID namespace of their own, with
-        // init as its PID 1.
-        let spawner = Spawner::new(cgroup.open_procs()?)?;
-        check_executable(&request.root, &request.process)?;
-        let (streams, ends) = Streams::open(
-            &process_key(container, INIT),
-            request.process.terminal().unwrap_or(false),
-            stdin,
-            &self.link,
-        )?;
-        Ok((
-            spawner,
-            Pending {
-                request,
-                streams,
-                ends,
-            },
-        ))
+    fn start(&self, call: ContainerRequest) -> Result<Started> {
+        let container = call.container_id;
+        let mut state = self.state();
+        state.hosted(&container)?;
+        let proc = state.proc(&container, INIT)?;
+        let hosted = state.hosted(&container)?;
+        let Some(pending) = hosted.pending.take() else {
+            return Err(AgentError::Refused(format!(
+                "container {container:?} does not wait to be started"
+            )));
+        };
+        let pid = hosted.spawner.spawn(pending.request, pending.ends)?;
+        self.register(&mut state, proc, pid);
+        Ok(started(pid))
     }
 
-    fn register(&self, state: &mut State, key: &str, pid: u32, streams: Streams) {
+    fn exec(&self, call: ExecProcessRequest) -> Result<Started> {
+        let (container, exec_id) = (call.container_id, call.exec_id);
+        let process: Process = serde_json::from_slice(&call.process_json)
+            .map_err(|e| AgentError::Refused(format!("decoding the process: {e}")))?;
+        let mut state = self.state();
+        let init = state
+            .init_of(&container)
+            .map_err(|e| AgentError::Refused(format!("cannot exec {exec_id:?}: {e}")))?;
+        let key = process_key(&container, &exec_id);
+        if exec_id.is_empty() || state.procs.contains_key(&key) {
+            return Err(AgentError::Refused(format!(
+                "exec id {exec_id:?} is taken or empty"
+            )));
+        }
+        let hosted = state.hosted(&container)?;
+        check_executable(&hosted.root, &process)?;
+        let (streams, ends) = Streams::open(process.terminal().unwrap_or(false), call.stdin)?;
+        let request = EnterRequest {
+            spec: hosted.spec.clone(),
+            process,
+            root: hosted.root.clone(),
+            proc_mounts: Vec::new(),
+            init: Some(init),
+        };
+        let pid = hosted.spawner.spawn(request, ends)?;
+        let proc = Proc::new(streams);
+        state.procs.insert(key, proc.clone());
+        self.register(&mut state, proc, pid);
+        Ok(started(pid))
+    }
+
+    fn signal(&self, call: SignalProcessRequest) -> Result<Empty> {
+        let (container, exec) = (&call.container_id, &call.exec_id);
+        let signal = i32::try_from(call.signal)
+            .map_err(|_| AgentError::Refused(format!("signal {} out of range", call.signal)))?;
+        let signal = Signal::try_from(signal).map_err(sys(format!("signal {signal}")))?;
+        let mut state = self.state();
+        if call.all {
+            state.hosted(container)?.cgroup.signal_all(signal)?;
+            return Ok(Empty::new());
+        }
+        let Some(pid) = state.proc(container, exec).ok().and_then(|p| p.running()) else {
+            return Err(AgentError::Refused(format!(
+                "{} is not running",
+                describe(container, exec)
+            )));
+        };
+        kill(Pid::from_raw(pid), signal)
+            .map_err(sys(format!("sending {signal} to process {pid}")))?;
+        Ok(Empty::new())
+    }
+
+    fn close_stdin(&self, call: ProcessRequest) -> Result<Empty> {
+        if let Ok(proc) = self.state().proc(&call.container_id, &call.exec_id) {
+            proc.streams.close_stdin();
+        }
+        Ok(Empty::new())
+    }
+
+    fn write_stdin(&self, call: WriteStdinRequest) -> Result<Empty> {
+        let proc = self.state().proc(&call.container_id, &call.exec_id)?;
+        proc.streams.write_stdin(call.data);
+        Ok(Empty::new())
+    }
+
+    fn resize(&self, call: ResizePtyRequest) -> Result<Empty> {
+        let proc = self.state().proc(&call.container_id, &call.exec_id)?;
+        if proc.end.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Err(AgentError::Refused(format!(
+                "{} is not running",
+                describe(&call.container_id, &call.exec_id)
+            )));
+        }
+        let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
+        proc.streams.resize(clamp(call.width), clamp(call.height))?;
+        Ok(Empty::new())
+    }
+
+    fn stats(&self, call: ContainerRequest) -> Result<StatsResponse> {
+        let stats = self.state().hosted(&call.container_id)?.cgroup.stats()?;
+        let mut response = StatsResponse::new();
+        response.stats_json = serde_json::to_vec(&stats)
+            .map_err(|e| AgentError::Refused(format!("encoding the statistics: {e}")))?;
+        Ok(response)
+    }
+
+    fn remove(&self, call: ContainerRequest) -> Result<Empty> {
+        let container = call.container_id;
+        let mut state = self.state();
+        state.hosted(&container)?;
+        let hosted = state
+            .containers
+            .remove(&container)
+            .expect("the container was just found");
+        // A process that never ran (an init process not started, or whose
+        // start failed) has no exit to wait for: it ends here.
+        let prefix = process_key(&container, "");
+        let never_ran: Vec<String> = state
+            .procs
+            .iter()
+            .filter(|(key, proc)| key.starts_with(&prefix) && proc.pid().is_none())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in never_ran {
+            if let Some(proc) = state.procs.remove(&key) {
+                proc.streams.abandon();
+                proc.finish(Err(format!(
+                    "container {container:?} was removed before {key:?} ran"
+                )));
+            }
+        }
+        drop(state);
+        // Nothing may write to the disk once the host reuses it.
+        hosted.cgroup.kill_all()?;
+        hosted.cgroup.destroy()?;
+        rootfs::remove(&hosted.root)?;
+        Ok(Empty::new())
+    }
+
+    fn read(&self, call: ProcessRequest, stderr: bool) -> Result<Output> {
+        let proc = self.state().proc(&call.container_id, &call.exec_id)?;
+        let stream = if stderr {
+            proc.streams.stderr.as_ref()
+        } else {
+            Some(&proc.streams.stdout)
+        };
+        let mut output = Output::new();
+        // A terminal has no separate error stream: it ends at once.
+        match stream.and_then(|s| s.read()) {
+            Some(data) => output.data = data,
+            None => output.eof = true,
+        }
+        Ok(output)
+    }
+
+    fn wait(&self, call: ProcessRequest) -> Result<Exit> {
+        let key = process_key(&call.container_id, &call.exec_id);
+        let proc = self.state().proc(&call.container_id, &call.exec_id)?;
+        let end = proc.wait();
+        let mut state = self.state();
+        if state.procs.get(&key).is_some_and(|p| Arc::ptr_eq(p, &proc)) {
+            state.procs.remove(&key);
+        }
+        let mut exit = Exit::new();
+        exit.code = end.map_err(AgentError::Refused)?;
+        Ok(exit)
+    }
+
+    fn register(&self, state: &mut State, proc: Arc<Proc>, pid: u32) {
         let pid = pid as i32;
-        state
-            .running
-            .insert(key.to_owned(), Running { pid, streams });
-        state.by_pid.insert(pid, key.to_owned());
+        *proc.pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
+        state.by_pid.insert(pid, proc);
         state.spawned += 1;
         self.children.notify_all();
     }
 
-    fn stdin(&self, key: &str, data: Vec<u8>) {
-        let Some((container, process)) = split_key(key) else {
-            return;
-        };
-        let mut state = self.state();
-        if let Some(tx) = streams_of(&mut state, container, process).and_then(|s| s.stdin.as_ref())
-        {
-            let _ = tx.send(data);
-        }
-    }
-
-    /// Collects every child of PID 1; reports those that are container processes.
+    /// Collects every child of PID 1; ends those that are container processes.
     fn reap(&self) {
         loop {
             let seen = self.state().spawned;
@@ -401,21 +435,87 @@ impl Agent {
     }
 
     fn exited(&self, pid: i32, code: u32) {
-        let mut state = self.state();
-        let Some(key) = state.by_pid.remove(&pid) else {
-            return;
-        };
-        let Some(running) = state.running.remove(&key) else {
+        let Some(proc) = self.state().by_pid.remove(&pid) else {
             return;
         };
         // The kernel ends the rest of the PID namespace with its init.
-        drop(state);
-        let link = self.link.clone();
         std::thread::spawn(move || {
-            running.streams.drain();
-            link.send(&Frame::Control(GuestMessage::Exit { process: key, code }));
+            proc.streams.drain();
+            proc.finish(Ok(code));
         });
     }
+}
+
+impl Handler for Agent {
+    fn handle(&self, method: &str, payload: &[u8]) -> std::result::Result<Vec<u8>, Status> {
+        match method {
+            "Hello" => answer(payload, |r| self.hello(r)),
+            "CreateContainer" => answer(payload, |r| self.create(r)),
+            "StartContainer" => answer(payload, |r| self.start(r)),
+            "ExecProcess" => answer(payload, |r| self.exec(r)),
+            "SignalProcess" => answer(payload, |r| self.signal(r)),
+            "CloseStdin" => answer(payload, |r| self.close_stdin(r)),
+            "ResizePty" => answer(payload, |r| self.resize(r)),
+            "StatsContainer" => answer(payload, |r| self.stats(r)),
+            "RemoveContainer" => answer(payload, |r| self.remove(r)),
+            "Shutdown" => answer(payload, |_: Empty| Ok(Empty::new())),
+            "WriteStdin" => answer(payload, |r| self.write_stdin(r)),
+            "ReadStdout" => answer(payload, |r| self.read(r, false)),
+            "ReadStderr" => answer(payload, |r| self.read(r, true)),
+            "WaitProcess" => answer(payload, |r| self.wait(r)),
+            other => Err(rpc::status(
+                Code::UNIMPLEMENTED,
+                format!("method {other:?} unknown"),
+            )),
+        }
+    }
+
+    fn answered(&self, method: &str) {
+        if method == "Shutdown" {
+            power_off();
+        }
+    }
+}
+
+/// Decodes the request `payload`, runs `serve` and encodes its answer; a
+/// failure is the status the host reads as the call's error.
+fn answer<Req: Message, Resp: Message>(
+    payload: &[u8],
+    serve: impl FnOnce(Req) -> Result<Resp>,
+) -> std::result::Result<Vec<u8>, Status> {
+    let request = Req::parse_from_bytes(payload)
+        .map_err(|e| rpc::status(Code::INVALID_ARGUMENT, format!("decoding the request: {e}")))?;
+    let response = serve(request).map_err(|e| {
+        let code = match e {
+            AgentError::Refused(_) => Code::FAILED_PRECONDITION,
+            _ => Code::INTERNAL,
+        };
+        rpc::status(code, e.to_string())
+    })?;
+    response
+        .write_to_bytes()
+        .map_err(|e| rpc::status(Code::INTERNAL, format!("encoding the answer: {e}")))
+}
+
+fn started(pid: u32) -> Started {
+    let mut started = Started::new();
+    started.pid = pid;
+    started
+}
+
+/// The spawner of a new container (its processes join `cgroup`) and its
+/// init process, prepared: the executable found, the streams made.
+fn prepare(
+    cgroup: &ContainerCgroup,
+    request: EnterRequest,
+    stdin: bool,
+) -> Result<(Spawner, Pending, Streams)> {
+    // The container's processes get a PID namespace of their own, with
+    // init as its PID 1.
+    let spawner = Spawner::new(cgroup.open_procs()?)?;
+    check_executable(&request.root, &request.process)?;
+    let (streams, ends) = Streams::open(request.process.terminal().unwrap_or(false), stdin)?;
+    Ok((spawner, Pending { request, ends }, streams))
 }
 
 /// Checks early, so that the host hears it as the call's error, that
@@ -444,22 +544,6 @@ fn describe(container: &str, process: &str) -> String {
     } else {
         format!("exec {process:?} of container {container:?}")
     }
-}
-
-fn streams_of<'a>(state: &'a mut State, container: &str, process: &str) -> Option<&'a mut Streams> {
-    if process == INIT {
-        if let Some(pending) = state
-            .containers
-            .get_mut(container)
-            .and_then(|h| h.pending.as_mut())
-        {
-            return Some(&mut pending.streams);
-        }
-    }
-    state
-        .running
-        .get_mut(&process_key(container, process))
-        .map(|r| &mut r.streams)
 }
 
 /// Flushes the disks and powers the VM off, which ends the VMM process.

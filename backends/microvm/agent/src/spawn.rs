@@ -1,25 +1,26 @@
-//! Starting a container process in the guest: its standard streams, relayed
-//! to the host as frames, and the process itself, started in the
-//! container's PID namespace and cgroup as the agent's
-//! [`enter`](crate::enter) helper, which makes it the spec's process.
+//! Starting a container process in the guest: its standard streams, held
+//! for the host to read ([`Output`]) and written from its calls, and the
+//! process itself, started in the container's PID namespace and cgroup as
+//! the agent's [`enter`](crate::enter) helper, which makes it the spec's
+//! process.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::pty::openpty;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::memfd::MFdFlags;
-use strata_agent::protocol::{Frame, Stream, MAX_CHUNK};
+use strata_agent::protocol::MAX_CHUNK;
 
 use crate::enter::{EnterRequest, ENTER_ARG, REQUEST_FD, STATUS_FD};
 use crate::error::{io, sys, AgentError, Result};
-use crate::link::Link;
+use crate::output::Output;
 
 /// How long output may go on after a process exited; a daemonized child
 /// may hold the streams open forever.
@@ -28,11 +29,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// The agent's side of a process's standard streams.
 pub struct Streams {
     /// Takes stdin data from the host; dropping it closes the process's stdin.
-    pub stdin: Option<mpsc::Sender<Vec<u8>>>,
+    stdin: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     /// The terminal's master side, when the process has a terminal.
-    pub terminal: Option<OwnedFd>,
-    done: mpsc::Receiver<()>,
-    readers: usize,
+    terminal: Option<OwnedFd>,
+    /// Standard output, or the terminal's output.
+    pub stdout: Arc<Output>,
+    /// Standard error; none with a terminal, which merges both.
+    pub stderr: Option<Arc<Output>>,
 }
 
 /// The descriptors the process gets as 0, 1 and 2.
@@ -44,15 +47,10 @@ pub struct ChildEnds {
 }
 
 impl Streams {
-    /// Makes the streams of process `key`: a terminal, or pipes (stdin
-    /// only if the host connected one), and the threads that relay them.
-    pub fn open(
-        key: &str,
-        terminal: bool,
-        stdin: bool,
-        link: &Link,
-    ) -> Result<(Streams, ChildEnds)> {
-        let (done_tx, done) = mpsc::channel();
+    /// Makes the streams of a process: a terminal, or pipes (stdin only
+    /// if the host connected one), and the threads that relay them.
+    pub fn open(terminal: bool, stdin: bool) -> Result<(Streams, ChildEnds)> {
+        let stdout = Arc::new(Output::default());
         if terminal {
             let pty = openpty(None, None).map_err(sys("opening a terminal"))?;
             let master = pty.master;
@@ -62,13 +60,13 @@ impl Streams {
             )
             .map_err(sys("marking the terminal close-on-exec"))?;
             let reader = File::from(master.try_clone().map_err(io("duplicating the terminal"))?);
-            relay_output(key, Stream::Stdout, reader, link, done_tx);
+            relay_output(reader, stdout.clone());
             let writer = File::from(master.try_clone().map_err(io("duplicating the terminal"))?);
             let streams = Streams {
-                stdin: Some(relay_input(writer)),
+                stdin: Mutex::new(Some(relay_input(writer))),
                 terminal: Some(master),
-                done,
-                readers: 1,
+                stdout,
+                stderr: None,
             };
             let slave = File::from(pty.slave);
             let dup = |f: &File| f.try_clone().map_err(io("duplicating the terminal"));
@@ -86,43 +84,74 @@ impl Streams {
         } else {
             (Stdio::null(), None)
         };
-        let mut ends = ChildEnds {
+        let stderr = Arc::new(Output::default());
+        let (out_read, out_write) = pipe()?;
+        let (err_read, err_write) = pipe()?;
+        relay_output(out_read, stdout.clone());
+        relay_output(err_read, stderr.clone());
+        let ends = ChildEnds {
             stdin: child_stdin,
-            stdout: Stdio::null(),
-            stderr: Stdio::null(),
+            stdout: Stdio::from(out_write),
+            stderr: Stdio::from(err_write),
             terminal: false,
         };
-        for stream in [Stream::Stdout, Stream::Stderr] {
-            let (read, write) = pipe()?;
-            relay_output(key, stream, read, link, done_tx.clone());
-            match stream {
-                Stream::Stdout => ends.stdout = Stdio::from(write),
-                _ => ends.stderr = Stdio::from(write),
-            }
-        }
         Ok((
             Streams {
-                stdin: input,
+                stdin: Mutex::new(input),
                 terminal: None,
-                done,
-                readers: 2,
+                stdout,
+                stderr: Some(stderr),
             },
             ends,
         ))
     }
 
-    /// Waits until every output stream reached its end, or the drain timeout.
-    pub fn drain(self) {
-        let deadline = Instant::now() + DRAIN_TIMEOUT;
-        for _ in 0..self.readers {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if self.done.recv_timeout(left).is_err() {
+    fn outputs(&self) -> impl Iterator<Item = &Arc<Output>> {
+        std::iter::once(&self.stdout).chain(self.stderr.iter())
+    }
+
+    /// Waits until every output stream reached its end, or the drain
+    /// timeout; a stream still open then is ended where it stands.
+    pub fn drain(&self) {
+        for output in self.outputs() {
+            if !output.wait_end(DRAIN_TIMEOUT) {
                 eprintln!(
                     "strata-agent: output still open {DRAIN_TIMEOUT:?} after the process exited"
                 );
-                return;
+                output.end();
             }
         }
+    }
+
+    /// Waits until the host has read every output stream to its end.
+    pub fn wait_read(&self) {
+        for output in self.outputs() {
+            output.wait_end_read();
+        }
+    }
+
+    /// Ends every output stream unread, for a process that never ran.
+    pub fn abandon(&self) {
+        for output in self.outputs() {
+            output.abandon();
+        }
+    }
+
+    /// Passes `data` to the process's stdin; ignored once it was closed.
+    pub fn write_stdin(&self, data: Vec<u8>) {
+        if let Some(tx) = self
+            .stdin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(data);
+        }
+    }
+
+    /// Closes the process's stdin once what was written before has gone.
+    pub fn close_stdin(&self) {
+        self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Sets the terminal's window size.
@@ -151,25 +180,24 @@ fn pipe() -> Result<(File, File)> {
     Ok((File::from(read), File::from(write)))
 }
 
-/// Copies what the process writes to `from` to the host, then reports done.
-fn relay_output(key: &str, stream: Stream, mut from: File, link: &Link, done: mpsc::Sender<()>) {
-    let (key, link) = (key.to_owned(), link.clone());
+/// Moves what the process writes to `from` into `to` until either ends.
+fn relay_output(mut from: File, to: Arc<Output>) {
     std::thread::spawn(move || {
         let mut buf = vec![0; MAX_CHUNK];
         loop {
             match from.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => link.send(&Frame::Data {
-                    process: key.clone(),
-                    stream,
-                    data: buf[..n].to_vec(),
-                }),
+                Ok(n) => {
+                    if !to.push(buf[..n].to_vec()) {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 // A terminal's master reads EIO once the last slave closed: the end.
                 Err(_) => break,
             }
         }
-        let _ = done.send(());
+        to.end();
     });
 }
 
