@@ -14,10 +14,15 @@ const WAIT: Duration = Duration::from_secs(20);
 /// How long starting [`AT_ONCE`] microVM containers at once may take.
 const VM_START: Duration = Duration::from_secs(600);
 
-/// Held by each runtime's [`many_containers`], so that two bursts never
-/// share the machine's two CPUs: thirty microVMs booting under software
-/// emulation would starve another runtime's burst past its timeout.
-static BURST: Mutex<()> = Mutex::new(());
+/// Held by each case of each runtime, so that the cases of this file run
+/// one at a time: thirty microVMs booting under software emulation on two
+/// CPUs would starve any other runtime's containers past their timeouts.
+static ALONE: Mutex<()> = Mutex::new(());
+
+/// Takes [`ALONE`] for the rest of the case.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// How many containers, and how many execs, at once.
 const AT_ONCE: usize = 30;
@@ -30,7 +35,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// `AT_ONCE` concurrent `ctr run -d ... sleep 1000` all succeed and all
 /// run; then all are killed and removed.
 fn many_containers(c: &Containerd) {
-    let _alone = BURST.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = alone();
     let ids: Vec<String> = (0..AT_ONCE).map(|i| format!("load-{i}")).collect();
     // Thirty guests booting at once under software emulation share two
     // CPUs; each `ctr run` waits for all of them.
@@ -77,6 +82,7 @@ fn many_containers(c: &Containerd) {
 /// their own output; once they have ended, the shim has as many open
 /// descriptors and (Strata) threads as before them.
 fn many_execs(c: &Containerd) {
+    let _alone = alone();
     let id = "exec-target";
     c.run_detached(&RunOptions::new(id, ["sleep", "1000"]))
         .unwrap();

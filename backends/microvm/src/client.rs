@@ -24,8 +24,10 @@ mod stubs {
 use stubs::agent_ttrpc::AgentClient as Stub;
 
 /// How long a call may go unanswered before the guest counts as hung
-/// (reading output and waiting for an exit are not bounded).
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// (reading output and waiting for an exit are not bounded). Generous:
+/// a guest under software emulation on a host busy with many of them
+/// answers slowly without being hung.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The exit code reported for processes whose VM went away under them.
 pub const LOST: u32 = 137;
