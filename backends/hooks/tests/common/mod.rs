@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -92,9 +92,14 @@ fn state() -> State {
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     let mut writer = Command::new("/bin/sh")
-        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .args([
+            "-c",
+            "cat > \"$1\" && chmod 755 \"$1\" && echo written",
+            "sh",
+        ])
         .arg(&path)
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = writer.stdin.take().unwrap();
@@ -102,7 +107,17 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
         .write_all(format!("#!/bin/sh\n{body}\n").as_bytes())
         .unwrap();
     drop(stdin);
-    assert!(writer.wait().unwrap().success(), "cannot write {path:?}");
+    // Success is read from the writer's output, not its exit status: the
+    // hook runner's reaper, running in another test, may collect that first.
+    let mut said = String::new();
+    writer
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    let _ = writer.wait();
+    assert_eq!(said, "written\n", "cannot write {path:?}");
     path
 }
 
