@@ -249,6 +249,25 @@ impl Cgroup {
         Ok(pids.into_iter().collect())
     }
 
+    /// Sends `signal` to every process in the cgroup, in any of its
+    /// hierarchies; one that is already gone is skipped.
+    pub fn signal_all(&self, signal: Signal) -> Result<()> {
+        for pid in self.procs()? {
+            match kill(Pid::from_raw(pid), signal) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(source) => {
+                    return Err(Error::Signal {
+                        cgroup: self.name.clone(),
+                        signal,
+                        pid,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends SIGKILL to every process in the cgroup and waits until none is
     /// left, so a process forking meanwhile cannot escape.
     ///

@@ -90,6 +90,19 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// [`Cgroup::signal_all`](crate::Cgroup::signal_all) could not signal
+    /// one of the processes.
+    #[error("cgroup {cgroup:?}: sending {signal} to process {pid}: {}", .source.desc())]
+    Signal {
+        /// The cgroups path as given.
+        cgroup: String,
+        /// The signal.
+        signal: nix::sys::signal::Signal,
+        /// The process.
+        pid: i32,
+        /// What the kernel answered.
+        source: nix::errno::Errno,
+    },
     /// Processes survived [`Cgroup::kill_all`](crate::Cgroup::kill_all).
     #[error("cgroup {cgroup:?} still has processes {pids:?} after {timeout:?}")]
     KillTimeout {

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Spec};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
@@ -98,13 +97,8 @@ impl Container for NativeContainer {
             field: "signal".into(),
             reason: format!("{signal} is not a signal"),
         })?;
-        for pid in self.pids().await? {
-            match kill(Pid::from_raw(pid as i32), signal) {
-                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(e) => return Err(Error::sys(format!("sending {signal} to {pid}"), e)),
-            }
-        }
-        Ok(())
+        self.blocking("signalling", move |cgroup| cgroup.signal_all(signal))
+            .await
     }
 
     async fn pids(&self) -> Result<Vec<u32>> {

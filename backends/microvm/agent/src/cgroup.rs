@@ -6,11 +6,9 @@
 
 use std::os::fd::OwnedFd;
 
-use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
-use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 use strata_cgroups::{Cgroup, Hierarchy, Stats};
 
@@ -51,13 +49,7 @@ impl ContainerCgroup {
 
     /// Sends `signal` to every process of the container.
     pub fn signal_all(&self, signal: Signal) -> Result<()> {
-        for pid in self.cgroup.procs()? {
-            match kill(Pid::from_raw(pid), signal) {
-                Ok(()) | Err(Errno::ESRCH) => {}
-                Err(e) => return Err(sys(format!("sending {signal} to process {pid}"))(e)),
-            }
-        }
-        Ok(())
+        Ok(self.cgroup.signal_all(signal)?)
     }
 
     /// Kills every process of the container and waits until they are gone.
