@@ -242,12 +242,7 @@ fn virtualization() -> Vec<Item> {
         Err(_) => Item::new(Verdict::Missing, "kvm", "/dev/kvm is absent"),
     };
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flag = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .flat_map(|l| l.split_whitespace())
-        .find(|f| *f == "vmx" || *f == "svm");
-    let hw = match flag {
+    let hw = match strata_vmm::check::virtualization_flag(&cpuinfo) {
         Some(f) => Item::new(
             Verdict::Ok,
             "hardware-virtualization",

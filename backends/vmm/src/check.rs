@@ -51,16 +51,20 @@ pub fn check_facts(facts: &HostFacts) -> Result<(), Unsupported> {
     if facts.pvm_loaded {
         return Err(Unsupported::Pvm);
     }
-    let has_flag = facts
-        .cpuinfo
-        .lines()
-        .filter(|line| line.starts_with("flags"))
-        .flat_map(|line| line.split_whitespace())
-        .any(|flag| flag == "vmx" || flag == "svm");
-    if !has_flag {
+    if virtualization_flag(&facts.cpuinfo).is_none() {
         return Err(Unsupported::NoHardwareVirtualization);
     }
     Ok(())
+}
+
+/// The hardware virtualization flag (`vmx` or `svm`) that `cpuinfo` (the
+/// text of `/proc/cpuinfo`) shows, if any.
+pub fn virtualization_flag(cpuinfo: &str) -> Option<&str> {
+    cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .flat_map(|line| line.split_whitespace())
+        .find(|flag| *flag == "vmx" || *flag == "svm")
 }
 
 #[cfg(test)]
