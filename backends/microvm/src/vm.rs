@@ -210,11 +210,7 @@ impl Vm {
         let socket = self.state_dir.join(SOCKET);
         match &self.channel {
             Channel::Connect => {
-                // Through the directory's descriptor, the path stays short
-                // enough for a socket address whatever the state directory's path.
-                let dir = std::fs::File::open(&self.state_dir)
-                    .map_err(|e| Error::path("opening", &self.state_dir, e))?;
-                let path = format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd());
+                let (_dir, path) = socket_path(&self.state_dir)?;
                 loop {
                     self.running_before_socket()?;
                     match UnixStream::connect(&path).await {
@@ -340,6 +336,16 @@ impl Drop for Vm {
             let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
         }
     }
+}
+
+/// The agent's socket in `state_dir`, named through an open descriptor of
+/// the directory, so that the path fits a socket address whatever the
+/// state directory's path; the directory (returned) must stay open while
+/// the path is used.
+fn socket_path(state_dir: &Path) -> Result<(std::fs::File, String)> {
+    let dir = std::fs::File::open(state_dir).map_err(|e| Error::path("opening", state_dir, e))?;
+    let path = format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd());
+    Ok((dir, path))
 }
 
 /// Kills a VMM left by a shim that died (found through its pid file and

@@ -3,7 +3,6 @@
 //! 64-bit entry, the disks with the serials the agent looks for, and the
 //! agent's channel on a socket the shim listens on (the VMM connects).
 
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +11,7 @@ use strata_agent::protocol::ROOT_DISK;
 use strata_backend::{Error, Result};
 use strata_vmm::command::disk_arg;
 
-use super::{spare, VmConfig, CMDLINE, DISK, SOCKET};
+use super::{socket_path, spare, VmConfig, CMDLINE, DISK, SOCKET};
 use crate::VMM_ARG;
 
 /// The binary that runs the VMM when given [`VMM_ARG`]: the running one.
@@ -49,10 +48,7 @@ pub fn command(config: &VmConfig) -> Command {
 /// Binds the agent's socket in `state_dir`, for the VMM to connect to once
 /// it starts; non-blocking, to be accepted from the async runtime.
 pub fn listen(state_dir: &Path) -> Result<UnixListener> {
-    // Through the directory's descriptor, the path stays short enough for a
-    // socket address whatever the state directory's path.
-    let dir = std::fs::File::open(state_dir).map_err(|e| Error::path("opening", state_dir, e))?;
-    let path = format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd());
+    let (_dir, path) = socket_path(state_dir)?;
     let listener = UnixListener::bind(&path)
         .map_err(|e| Error::path("listening on", state_dir.join(SOCKET), e))?;
     listener
