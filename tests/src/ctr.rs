@@ -153,6 +153,29 @@ pub fn parse_task_list(text: &str) -> Vec<TaskInfo> {
         .collect()
 }
 
+/// The metric lines of `ctr task metrics` output (table format): name and
+/// value.
+pub fn metric_table(out: &CmdOutput) -> Vec<(String, String)> {
+    out.stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("METRIC"))
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(char::is_whitespace)?;
+            Some((k.to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The numeric value of metric `name` in `ctr task metrics` output, if it
+/// is there.
+pub fn metric(out: &CmdOutput, name: &str) -> Option<u64> {
+    metric_table(out)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
 /// The exit code `ctr task rm` reports: it warns
 /// `task <id> exit with non-zero exit code <N>` for a non-zero status and
 /// says nothing for zero.

@@ -23,6 +23,7 @@ use containerd_shim_protos::shim_sync::{Client, TaskClient};
 use containerd_shim_protos::ttrpc::context;
 use serde_json::{json, Value};
 use strata_e2e::containerd::{is_strata, CGROUP_ROOT};
+use strata_e2e::ctr::metric;
 use strata_e2e::{
     assert_code, procfs, run_case, runtime_tests, CmdOutput, Containerd, RunOptions, STRATA,
 };
@@ -451,19 +452,6 @@ fn pause_resume(c: &Containerd) {
     assert_eq!(paused, 2, "expected two /tasks/paused events");
 }
 
-/// Metric lines of `ctr task metrics` (table format): name and value.
-fn metric_table(out: &CmdOutput) -> Vec<(String, String)> {
-    out.stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("METRIC"))
-        .skip(1)
-        .filter_map(|l| {
-            let (k, v) = l.trim().split_once(char::is_whitespace)?;
-            Some((k.to_owned(), v.trim().to_owned()))
-        })
-        .collect()
-}
-
 /// `ctr task metrics` on a container that allocated memory and burned CPU
 /// shows memory and CPU use, at least one process and the memory limit it
 /// was created with, in the table and in the JSON format.
@@ -479,15 +467,8 @@ fn metrics(c: &Containerd) {
         .unwrap();
 
     let out = c.ctr(&["tasks", "metrics", id]).unwrap().ok().unwrap();
-    let table = metric_table(&out);
     let value = |name: &str| -> u64 {
-        table
-            .iter()
-            .find(|(k, _)| k == name)
-            .unwrap_or_else(|| panic!("no {name} in {out}"))
-            .1
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}: {e} in {out}"))
+        metric(&out, name).unwrap_or_else(|| panic!("no number {name} in {out}"))
     };
     assert!(value("memory.usage_in_bytes") > 0, "{out}");
     assert_eq!(value("memory.limit_in_bytes"), limit as u64, "{out}");

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use strata_e2e::ctr::metric;
 use strata_e2e::{assert_code, run_case, Containerd, RunOptions};
 use strata_vmm::check::check;
 
@@ -381,14 +382,8 @@ fn detached(vms: &Vms) {
     // Statistics come from the guest: the one process left, memory in use.
     let out = c.ctr(&["tasks", "metrics", id]).unwrap();
     assert_code(&out, 0);
-    let metric = |key: &str| {
-        out.stdout.lines().find_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next() == Some(key)).then(|| words.next()?.parse::<u64>().ok())?
-        })
-    };
-    assert_eq!(metric("pids.current"), Some(1), "{out}");
-    assert!(metric("memory.usage").is_some_and(|m| m > 0), "{out}");
+    assert_eq!(metric(&out, "pids.current"), Some(1), "{out}");
+    assert!(metric(&out, "memory.usage").is_some_and(|m| m > 0), "{out}");
     // Pausing stops the whole VM; resuming lets it go on.
     c.ctr(&["tasks", "pause", id]).unwrap().ok().unwrap();
     c.wait_status(id, "PAUSED", Duration::from_secs(10))

@@ -224,12 +224,7 @@ const VM_WAIT: Duration = Duration::from_secs(90);
 fn metric(c: &Containerd, id: &str, key: &str) -> u64 {
     let out = c.ctr(&["tasks", "metrics", id]).unwrap();
     assert_code(&out, 0);
-    out.stdout
-        .lines()
-        .find_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next() == Some(key)).then(|| words.next()?.parse().ok())?
-        })
+    strata_e2e::ctr::metric(&out, key)
         .unwrap_or_else(|| panic!("no {key} in the metrics of {id}: {out}"))
 }
 
